@@ -1,0 +1,110 @@
+"""Settings of every fleetwatch process, from environment variables (prefix ``FLEETWATCH_``) and CLI flags.
+
+Every setting has a default and an env name: ``FLEETWATCH_<FIELD>`` (upper case), e.g.
+``FLEETWATCH_KAFKA_BOOTSTRAP=127.0.0.1:9092``. Entry points build a `Settings`, apply their flags with
+`Settings.model_copy(update=...)`, and call their worker's ``run(settings)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Where local state lives unless FLEETWATCH_DATA_DIR says otherwise."""
+    return Path.home() / ".local" / "share" / "fleetwatch"
+
+
+class Settings(BaseSettings):
+    """Settings shared by every worker; each worker reads the fields it needs."""
+
+    model_config = SettingsConfigDict(env_prefix="FLEETWATCH_", extra="ignore")
+
+    # -- Kafka ---------------------------------------------------------------------------------------
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092",
+        description="Kafka bootstrap servers (host:port[,host:port]).",
+    )
+    topic_prefix: str = Field(
+        default="fleetwatch.",
+        description="Prefix of every topic name, so several installations (or tests) share one broker.",
+    )
+    create_topics: bool = Field(
+        default=True, description="Create missing topics at start-up with the admin client."
+    )
+
+    # -- local state ---------------------------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Local state: embedded ClickHouse, Kafka data of `fleetwatch up`, worker stores.",
+    )
+    log_level: str = Field(default="INFO", description="Log level of every worker.")
+
+    # -- probes --------------------------------------------------------------------------------------
+    probe_interval_s: float = Field(
+        default=900.0, gt=0, description="Normal probe cadence per server (the policy's 15 minutes)."
+    )
+    probe_retry_interval_s: float = Field(
+        default=60.0, gt=0, description="Re-check cadence after a failure, until the server passes again."
+    )
+    probe_jitter: float = Field(
+        default=0.1, ge=0, le=0.5, description="Random spread of each interval, as a fraction of it."
+    )
+    probe_concurrency: int = Field(default=200, gt=0, description="Probes in flight per worker at most.")
+    probe_worker_id: str = Field(default="", description="This probe worker's id (default: host-pid).")
+    batch_max_results: int = Field(
+        default=500, gt=0, description="Results per ProbeBatch message at most."
+    )
+    batch_linger_ms: int = Field(
+        default=50, ge=0, description="How long a partial ProbeBatch may wait before it is sent."
+    )
+    probe_metrics_port: int = Field(default=9101, description="Prometheus port of the probe worker (0: off).")
+
+    # -- stream (Faust) ------------------------------------------------------------------------------
+    failure_threshold: int = Field(
+        default=10, ge=1, description="Consecutive failed probes that open a Severity 1 case."
+    )
+    stream_web_port: int = Field(default=6066, description="Faust worker web port (internal).")
+    stream_metrics_port: int = Field(default=9102, description="Prometheus port of the stream worker (0: off).")
+    stream_app_id: str = Field(default="fleetwatch-stream", description="Faust app id (consumer group).")
+
+    # -- sink / history ------------------------------------------------------------------------------
+    clickhouse_dsn: str = Field(
+        default="",
+        description="History store: `chdb:///abs/path` (embedded, default under data_dir) or http://host:8123.",
+    )
+    clickhouse_database: str = Field(default="fleetwatch", description="ClickHouse database name.")
+    sink_chunk_max_rows: int = Field(
+        default=20000, gt=0, description="Rows per ClickHouse insert chunk at most (per partition)."
+    )
+    sink_chunk_seconds: int = Field(
+        default=5, gt=0, description="Time bucket (broker time) that also cuts a chunk, so quiet topics land."
+    )
+    sink_http_host: str = Field(default="127.0.0.1", description="Bind address of the sink's query API.")
+    sink_http_port: int = Field(
+        default=9103, description="Port of the sink's query API and Prometheus /metrics."
+    )
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("kafka_bootstrap must name at least one host:port")
+        return value.strip()
+
+    def store_dsn(self) -> str:
+        """The ClickHouse DSN in force: the configured one, or the embedded store under data_dir."""
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    def embedded_store(self) -> bool:
+        """True when the history store is embedded chdb (owned by one process: the sink)."""
+        return self.store_dsn().startswith("chdb://")
+
+    def sink_url(self) -> str:
+        """Base URL of the sink's query API."""
+        return f"http://{self.sink_http_host}:{self.sink_http_port}"

@@ -1,0 +1,123 @@
+"""The topic registry: every topic fleetwatch uses, its key, partitions, cleanup policy and value model.
+
+Topics are created by the project at start-up (admin client) from this registry, never by broker
+auto-create. `Topics(prefix)` gives the full names for one installation (or one test).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+
+from schemas.cases import CaseEvent
+from schemas.deadletter import DeadLetter
+from schemas.inventory import Server
+from schemas.probes import ProbeBatch
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic's contract."""
+
+    name: str
+    """Name without the installation prefix."""
+    key: str
+    """What the message key is (documentation)."""
+    partitions: int
+    """Partition count; tables of a Faust agent must match their source topic's."""
+    cleanup_policy: str
+    """`delete` or `compact`."""
+    value_model: type[BaseModel]
+    """The pydantic model of each message value (JSON, UTF-8)."""
+    description: str
+    """What flows on the topic, who writes and who reads it."""
+    retention_ms: int | None = None
+    """Retention for `delete` topics (None: broker default)."""
+    extra_config: dict[str, str] = field(default_factory=dict)
+    """Further topic configs."""
+
+    def config(self) -> dict[str, str]:
+        """Topic configs to create the topic with."""
+        conf = {"cleanup.policy": self.cleanup_policy, **self.extra_config}
+        if self.retention_ms is not None:
+            conf["retention.ms"] = str(self.retention_ms)
+        return conf
+
+
+INVENTORY = TopicSpec(
+    name="fleet-inventory",
+    key="server id",
+    partitions=12,
+    cleanup_policy="compact",
+    value_model=Server,
+    description="The fleet: one Server per key, a tombstone (null value) removes it. Written by "
+    "`fleetwatch inventory load`; read by probe workers, which split its partitions as a consumer group.",
+    extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
+)
+PROBE_RESULTS = TopicSpec(
+    name="probe-results",
+    key="none (partition chosen with murmur2 of the server id, like Kafka's default partitioner)",
+    partitions=4,
+    cleanup_policy="delete",
+    value_model=ProbeBatch,
+    description="Probe results in per-partition ProbeBatch envelopes. Written by probe workers; read by the "
+    "detector (stream) and the ClickHouse sink.",
+    retention_ms=7 * DAY_MS,
+    extra_config={"message.timestamp.type": "LogAppendTime"},
+)
+CASES = TopicSpec(
+    name="cases",
+    key="case id",
+    partitions=4,
+    cleanup_policy="delete",
+    value_model=CaseEvent,
+    description="Case events, the audit log. Written by the stream worker only; read by the sink and by any "
+    "downstream consumer (published JSON Schema in docs/schemas/).",
+    retention_ms=-1,
+    extra_config={"message.timestamp.type": "LogAppendTime"},
+)
+DEAD_LETTER = TopicSpec(
+    name="dead-letter",
+    key="`<source topic>:<partition>:<offset>`",
+    partitions=1,
+    cleanup_policy="delete",
+    value_model=DeadLetter,
+    description="Messages (or batch items) a consumer rejected, with the reason. Written by every consumer; "
+    "read by operators.",
+    retention_ms=30 * DAY_MS,
+)
+
+TOPICS: dict[str, TopicSpec] = {
+    spec.name: spec for spec in (INVENTORY, PROBE_RESULTS, CASES, DEAD_LETTER)
+}
+"""Every topic, by unprefixed name."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Full topic names of one installation: the registry names behind a prefix."""
+
+    prefix: str = "fleetwatch."
+
+    def name(self, spec: TopicSpec) -> str:
+        """Full name of a registry topic."""
+        return self.prefix + spec.name
+
+    @property
+    def inventory(self) -> str:
+        return self.name(INVENTORY)
+
+    @property
+    def probe_results(self) -> str:
+        return self.name(PROBE_RESULTS)
+
+    @property
+    def cases(self) -> str:
+        return self.name(CASES)
+
+    @property
+    def dead_letter(self) -> str:
+        return self.name(DEAD_LETTER)
