@@ -1,0 +1,141 @@
+"""The `fleetwatch` command: parses flags, builds Settings, and calls one worker's `run(settings)`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from fleetcore.errors import FleetwatchError
+from fleetcore.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    update: dict[str, Any] = {}
+    for flag, field in (
+        ("bootstrap", "kafka_bootstrap"),
+        ("topic_prefix", "topic_prefix"),
+        ("data_dir", "data_dir"),
+        ("clickhouse_dsn", "clickhouse_dsn"),
+        ("log_level", "log_level"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            update[field] = value
+    base = Settings()
+    return Settings.model_validate({**base.model_dump(), **update}) if update else base
+
+
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from probes.worker import run
+
+    run(_settings(args))
+    return 0
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    from streams.worker import run
+
+    run(_settings(args))
+    return 0
+
+
+def _cmd_sink(args: argparse.Namespace) -> int:
+    from sinks.service import run
+
+    run(_settings(args))
+    return 0
+
+
+def _cmd_inventory_load(args: argparse.Namespace) -> int:
+    from probes.inventory import load_command
+
+    count = load_command(_settings(args), Path(args.file), prune=args.prune)
+    print(f"published {count} servers to the inventory topic")
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from history.client import fetch_history, render_history
+
+    data = fetch_history(_settings(args), args.server_id, limit=args.limit)
+    print(render_history(data))
+    return 0
+
+
+def _cmd_schema_export(args: argparse.Namespace) -> int:
+    from schemas.jsonschema import write_schemas
+
+    for path in write_schemas(Path(args.out)):
+        print(path)
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from fleetwatch.stack import run_up
+
+    return run_up(_settings(args), external_kafka=args.bootstrap is not None, demo=not args.no_demo)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", help="Kafka bootstrap servers (env FLEETWATCH_KAFKA_BOOTSTRAP)")
+    parser.add_argument("--topic-prefix", help="topic name prefix (env FLEETWATCH_TOPIC_PREFIX)")
+    parser.add_argument("--data-dir", help="local state directory (env FLEETWATCH_DATA_DIR)")
+    parser.add_argument(
+        "--clickhouse-dsn", help="chdb:///abs/path or http://host:8123 (env FLEETWATCH_CLICKHOUSE_DSN)"
+    )
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (env FLEETWATCH_LOG_LEVEL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleetwatch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        _common(p)
+        p.set_defaults(handler=handler)
+        return p
+
+    up = add("up", _cmd_up, "run the whole monitor on this machine (local Kafka, workers, demo fleet)")
+    up.add_argument("--no-demo", action="store_true", help="do not start or load the demo fleet")
+    add("probe", _cmd_probe, "run a probe worker (joins the probe group, probes its share of the fleet)")
+    add("stream", _cmd_stream, "run the Faust stream worker (detector)")
+    add("sink", _cmd_sink, "run the ClickHouse sink (and, embedded, the history query API)")
+
+    inv = sub.add_parser("inventory", help="manage the fleet inventory").add_subparsers(
+        dest="inventory_command", required=True
+    )
+    load = inv.add_parser("load", help="publish servers from a YAML/JSON file to the inventory topic")
+    _common(load)
+    load.add_argument("file", help="YAML or JSON file with a `servers:` list")
+    load.add_argument("--prune", action="store_true", help="remove servers that are not in the file")
+    load.set_defaults(handler=_cmd_inventory_load)
+
+    hist = add("history", _cmd_history, "show a server's recent probes and cases from ClickHouse")
+    hist.add_argument("server_id")
+    hist.add_argument("--limit", type=int, default=20, help="probes to show (default 20)")
+
+    schema = sub.add_parser("schema", help="topic contracts").add_subparsers(dest="schema_command", required=True)
+    export = schema.add_parser("export", help="write a JSON Schema for each topic's value")
+    export.add_argument("--out", default="docs/schemas", help="output directory (default docs/schemas)")
+    export.set_defaults(handler=_cmd_schema_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except FleetwatchError as exc:
+        print(f"fleetwatch: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
