@@ -1,0 +1,195 @@
+"""History tables and their versioned, idempotent migrations.
+
+`migrate(client)` runs at every sink start. Applied versions are recorded in `schema_migrations`; every
+statement of a migration is idempotent (`CREATE ... IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS`), so two
+processes migrating at once, or a crash between a statement and its version row, are harmless.
+
+No TTL yet: a TTL drops rows already past it at insert time, so replays and backfills of old data would
+vanish silently. Retention comes with its own migration.
+
+When you add a migration: append a `Migration` with the next version, idempotent statements only; if it adds
+columns the sink writes, extend the column tuples below in the same change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from clickhouse_connect.driver.client import Client
+
+from fleetcore.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+PROBE_RESULTS = "probe_results"
+CASE_EVENTS = "case_events"
+MIGRATIONS_TABLE = "schema_migrations"
+
+PROBE_COLUMNS: tuple[str, ...] = (
+    "server_id",
+    "customer_id",
+    "probe_id",
+    "started_at",
+    "latency_ms",
+    "ok",
+    "status_code",
+    "error_class",
+    "error_message",
+    "worker_id",
+    "health_load1",
+    "health_connections",
+    "health_users",
+    "health_cpu_percent",
+    "health_memory_percent",
+    "health_disk_percent",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "batch_item",
+)
+"""Columns the sink writes to probe_results, in insert order (started_at as epoch milliseconds)."""
+
+CASE_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "case_id",
+    "type",
+    "severity",
+    "source",
+    "server_id",
+    "customer_id",
+    "at",
+    "actor",
+    "details",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+)
+"""Columns the sink writes to case_events, in insert order (at as epoch milliseconds, details as JSON)."""
+
+_PROBE_RESULTS_V1 = f"""
+CREATE TABLE IF NOT EXISTS {PROBE_RESULTS} (
+    server_id LowCardinality(String) COMMENT 'server probed',
+    customer_id LowCardinality(String) COMMENT 'the server''s customer',
+    probe_id String COMMENT '<server_id>@<started_at epoch ms>',
+    started_at DateTime64(3, 'UTC') CODEC(DoubleDelta, ZSTD(1)) COMMENT 'probe start',
+    latency_ms UInt32 CODEC(T64, ZSTD(1)) COMMENT 'time to answer or failure',
+    ok Bool COMMENT 'passed',
+    status_code Nullable(UInt16) COMMENT 'HTTP status, if any',
+    error_class LowCardinality(Nullable(String)) COMMENT 'timeout, refused, dns, ...',
+    error_message Nullable(String) CODEC(ZSTD(3)) COMMENT 'failure detail',
+    worker_id LowCardinality(String) COMMENT 'probe worker',
+    health_load1 Nullable(Float32),
+    health_connections Nullable(UInt32),
+    health_users Nullable(UInt32),
+    health_cpu_percent Nullable(Float32),
+    health_memory_percent Nullable(Float32),
+    health_disk_percent Nullable(Float32),
+    kafka_topic LowCardinality(String) COMMENT 'source topic',
+    kafka_partition UInt16 COMMENT 'source partition',
+    kafka_offset UInt64 CODEC(Delta, ZSTD(1)) COMMENT 'offset of the ProbeBatch message',
+    batch_item UInt32 COMMENT 'index of the result in its batch'
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMM(started_at)
+ORDER BY (customer_id, server_id, started_at)
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+_CASE_EVENTS_V1 = f"""
+CREATE TABLE IF NOT EXISTS {CASE_EVENTS} (
+    event_id String COMMENT 'deterministic event id',
+    case_id String COMMENT 'deterministic case id',
+    type LowCardinality(String) COMMENT 'case.opened, server.recovered, ...',
+    severity UInt8 COMMENT '1 urgent .. 3 information',
+    source LowCardinality(String) COMMENT 'monitor, email, portal, staff',
+    server_id LowCardinality(Nullable(String)) COMMENT 'server concerned (monitor cases)',
+    customer_id LowCardinality(String) COMMENT 'customer concerned',
+    at DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1)) COMMENT 'when it happened',
+    actor String COMMENT 'who or what caused it',
+    details String CODEC(ZSTD(3)) COMMENT 'event facts, JSON object',
+    kafka_topic LowCardinality(String) COMMENT 'source topic',
+    kafka_partition UInt16 COMMENT 'source partition',
+    kafka_offset UInt64 COMMENT 'offset of the event message'
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(at)
+ORDER BY (customer_id, case_id, at, event_id)
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+_MIGRATIONS_TABLE_DDL = f"""
+CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+    version UInt32,
+    description String,
+    applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+)
+ENGINE = ReplacingMergeTree
+ORDER BY version
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema version: idempotent statements run in order."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "probe_results and case_events", (_PROBE_RESULTS_V1, _CASE_EVENTS_V1)),
+)
+"""Every migration, oldest first; versions strictly increasing."""
+
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def applied_versions(client: Client) -> set[int]:
+    """Versions recorded in schema_migrations (creating that table if missing)."""
+    try:
+        client.command(_MIGRATIONS_TABLE_DDL)
+        result = client.query("SELECT DISTINCT version FROM schema_migrations")
+    except Exception as exc:
+        raise StoreError(f"cannot read schema migrations: {exc}") from exc
+    return {int(row[0]) for row in result.result_rows}
+
+
+def migrate(client: Client, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[int]:
+    """Apply the migrations not yet recorded; return the versions this call applied. Safe to repeat."""
+    done = applied_versions(client)
+    known = {m.version for m in migrations}
+    newer = sorted(v for v in done if v not in known and v > max(known, default=0))
+    if newer:
+        raise StoreError(
+            f"the history store has schema version(s) {newer}, newer than this fleetwatch knows "
+            f"({max(known, default=0)}): upgrade fleetwatch",
+        )
+    applied: list[int] = []
+    for migration in migrations:
+        if migration.version in done:
+            continue
+        try:
+            for statement in migration.statements:
+                client.command(statement)
+            client.insert(
+                MIGRATIONS_TABLE,
+                [[migration.version, migration.description]],
+                column_names=["version", "description"],
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"migration {migration.version} ({migration.description}) failed: {exc}"
+            ) from exc
+        log.info("history store: applied migration %d (%s)", migration.version, migration.description)
+        applied.append(migration.version)
+    return applied
+
+
+def tables(client: Client) -> dict[str, str]:
+    """Table name -> engine of the current database (for checks and tests)."""
+    result = client.query(
+        "SELECT name, engine FROM system.tables WHERE database = currentDatabase() ORDER BY name"
+    )
+    return {str(name): str(engine) for name, engine in result.result_rows}

@@ -1,0 +1,149 @@
+"""Pure conversion of topic messages into history rows (and the reasons for what cannot be stored).
+
+No Kafka or ClickHouse import: a message is (topic, partition, offset, value); a row is a tuple in the
+column order of `history.ddl.PROBE_COLUMNS` / `CASE_COLUMNS`; timestamps are epoch milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from fleetcore.clock import to_epoch_ms
+from schemas.cases import CaseEvent
+from schemas.deadletter import DeadLetter
+from schemas.envelope import decode_probe_batch, item_payload
+from schemas.probes import ProbeResult
+
+Row = tuple[Any, ...]
+
+
+@dataclass
+class Rejected:
+    """A message, or one item of a batch, that cannot be stored."""
+
+    item: int | None
+    """Index in the batch envelope, None when the whole message was rejected."""
+    reason: str
+    """Why, in words a person can act on."""
+    payload: str
+    """The rejected text (truncated to 64 KiB)."""
+
+
+@dataclass
+class DecodedMessage:
+    """One message turned into rows, plus what was rejected. The chunker counts `len(rows)`."""
+
+    rows: list[Row] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def probe_row(result: ProbeResult, topic: str, partition: int, offset: int, item: int) -> Row:
+    """One probe_results row."""
+    h = result.health
+    return (
+        result.server_id,
+        result.customer_id,
+        result.probe_id,
+        to_epoch_ms(result.started_at),
+        result.latency_ms,
+        result.ok,
+        result.status_code,
+        result.error_class,
+        result.error_message,
+        result.worker_id,
+        h.load1 if h else None,
+        h.connections if h else None,
+        h.users if h else None,
+        h.cpu_percent if h else None,
+        h.memory_percent if h else None,
+        h.disk_percent if h else None,
+        topic,
+        partition,
+        offset,
+        item,
+    )
+
+
+def case_row(event: CaseEvent, topic: str, partition: int, offset: int) -> Row:
+    """One case_events row."""
+    return (
+        event.event_id,
+        event.case_id,
+        event.type.value,
+        int(event.severity),
+        event.source.value,
+        event.server_id,
+        event.customer_id,
+        to_epoch_ms(event.at),
+        event.actor,
+        orjson.dumps(event.details, option=orjson.OPT_SORT_KEYS).decode(),
+        topic,
+        partition,
+        offset,
+    )
+
+
+def decode_probe_message(raw: bytes | None, topic: str, partition: int, offset: int) -> DecodedMessage:
+    """Rows of one ProbeBatch message; a bad envelope rejects the message, a bad result only its item."""
+    batch = decode_probe_batch(raw)
+    out = DecodedMessage()
+    if batch.rejected:
+        out.rejected = [Rejected(item, reason, item_payload(raw, item)) for item, reason in batch.rejected]
+    if batch.batch_id is None:
+        return out
+    rejected_items = {r.item for r in out.rejected}
+    item = 0
+    for result in batch.results:
+        while item in rejected_items:
+            item += 1
+        out.rows.append(probe_row(result, topic, partition, offset, item))
+        item += 1
+    return out
+
+
+def _reason(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:5]:
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def decode_case_message(raw: bytes | None, topic: str, partition: int, offset: int) -> DecodedMessage:
+    """The row of one CaseEvent message, or its rejection."""
+    payload = (raw or b"").decode("utf-8", errors="replace")[:65536]
+    if raw is None:
+        return DecodedMessage(rejected=[Rejected(None, "empty message value", payload)])
+    try:
+        event = CaseEvent.model_validate_json(raw)
+    except ValidationError as exc:
+        return DecodedMessage(rejected=[Rejected(None, f"not a CaseEvent: {_reason(exc)}", payload)])
+    return DecodedMessage(rows=[case_row(event, topic, partition, offset)])
+
+
+def dead_letter(
+    rejected: Rejected, topic: str, partition: int, offset: int, consumer: str, now: datetime
+) -> DeadLetter:
+    """The dead letter of one rejection."""
+    return DeadLetter(
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        item=rejected.item,
+        consumer=consumer,
+        reason=rejected.reason,
+        payload=rejected.payload,
+        rejected_at=now,
+    )
+
+
+def columns(rows: list[Row], width: int) -> list[list[Any]]:
+    """Rows transposed into `width` columns for a column-oriented insert."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]
