@@ -1,0 +1,432 @@
+"""The Kafka -> ClickHouse adapter: consume probe results and case events, insert deterministic chunks.
+
+Exactly once in ClickHouse, at least once in Kafka terms:
+
+1. a chunk (sinks.chunker) starts at the partition's committed offset and is cut deterministically;
+2. it is inserted with ``insert_deduplication_token = {topic}-{partition}-{first}-{last}`` (the tables keep a
+   non-replicated deduplication window), so a replayed chunk is dropped by ClickHouse;
+3. offset ``last + 1`` is committed only after the insert succeeded. A failed insert is retried with backoff,
+   never committed past; a stop abandons the chunk uncommitted (it is replayed on restart).
+
+Messages that cannot be stored (bad envelope, invalid result, unreadable case event) go to the dead-letter
+topic with the reason before their chunk is committed. Nothing raised by one chunk stops the loop.
+
+The add()/flush() split follows quix-streams sinks: `add` decodes a record into the pure chunk type,
+`flush` writes closed chunks and commits them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from clickhouse_connect.driver.client import Client
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import IllegalStateError, KafkaError
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from fleetcore.clock import Clock, SystemClock, to_epoch_ms
+from fleetcore.errors import BrokerError, StoreError
+from fleetcore.settings import Settings
+from history.ddl import CASE_COLUMNS, CASE_EVENTS, PROBE_COLUMNS, PROBE_RESULTS
+from schemas.topics import Topics
+from sinks.chunker import Chunk, Chunker, ChunkPolicy
+from sinks.rows import DecodedMessage, columns, dead_letter, decode_case_message, decode_probe_message
+
+log = logging.getLogger(__name__)
+
+CONSUMER_NAME = "sink"
+"""How the sink names itself in dead letters."""
+
+
+class Item(NamedTuple):
+    """One consumed message as the chunk holds it."""
+
+    offset: int
+    decoded: DecodedMessage
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one topic's messages go."""
+
+    table: str
+    column_names: tuple[str, ...]
+    decode: Callable[[bytes | None, str, int, int], DecodedMessage]
+
+
+@dataclass
+class SinkStats:
+    """Running totals, for run-until conditions and /healthz."""
+
+    messages: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    """Rows inserted per table (a replayed chunk ClickHouse dropped counts too)."""
+    chunks: int = 0
+    dead_letters: int = 0
+    insert_failures: int = 0
+    commit_failures: int = 0
+    last_message_at: float = field(default_factory=time.monotonic)
+    """time.monotonic() of the last message consumed (or of the start)."""
+
+
+class SinkMetrics:
+    """Prometheus metrics of one sink, in their own registry."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.rows = Counter(
+            "fleetwatch_sink_rows_inserted", "Rows sent to ClickHouse", ["table"], registry=self.registry
+        )
+        self.chunks = Counter(
+            "fleetwatch_sink_chunks",
+            "Chunks inserted and committed",
+            ["table", "cut"],
+            registry=self.registry,
+        )
+        self.insert_seconds = Histogram(
+            "fleetwatch_sink_insert_seconds",
+            "Time of one chunk insert",
+            ["table"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.insert_failures = Counter(
+            "fleetwatch_sink_insert_failures",
+            "Failed chunk inserts (retried)",
+            ["table"],
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "fleetwatch_sink_dead_letters",
+            "Messages or items sent to the dead-letter topic",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            "fleetwatch_sink_consumer_lag",
+            "High watermark minus consumed position",
+            ["topic", "partition"],
+            registry=self.registry,
+        )
+
+
+class ClickHouseWriter:
+    """Inserts one chunk's rows with its dedup token. Thread-confined: one writer per ingest thread."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def insert(self, table: str, column_names: tuple[str, ...], rows: list[Any], token: str) -> None:
+        """Column-oriented insert, deduplicated by `token`; StoreError (retriable) on failure."""
+        try:
+            self.client.insert(
+                table,
+                columns(rows, len(column_names)),
+                column_names=list(column_names),
+                column_oriented=True,
+                settings={"insert_deduplication_token": token},
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"insert of {len(rows)} rows into {table} (chunk {token}) failed: {exc}"
+            ) from exc
+
+
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Collects assignment changes for the ingest thread (listeners run on Kafka's IO loop, not ours)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed: list[TopicPartition] = []
+        self.assigned: set[TopicPartition] = set()
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        with self._lock:
+            self._changed.extend(revoked)
+            self.assigned -= set(revoked)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        with self._lock:
+            self._changed.extend(assigned)
+            self.assigned |= set(assigned)
+
+    def on_partitions_lost(self, lost: Any) -> None:
+        self.on_partitions_revoked(lost)
+
+    def take(self) -> list[TopicPartition]:
+        with self._lock:
+            changed, self._changed = self._changed, []
+        return changed
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(30.0, 0.25 * 2 ** min(attempt, 8)))
+
+
+class ClickHouseSink:
+    """Consumes the probe-results and cases topics of one installation into the history tables."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: Client,
+        *,
+        metrics: SinkMetrics | None = None,
+        clock: Clock | None = None,
+        grace_ms: int = 2000,
+        max_poll_records: int = 500,
+        session_timeout_ms: int = 10000,
+    ) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.writer = ClickHouseWriter(client)
+        self.metrics = metrics or SinkMetrics()
+        self.stats = SinkStats()
+        self.clock: Clock = clock or SystemClock()  # broker timestamps are wall time: never a scaled clock
+        self.policy = ChunkPolicy(
+            max_rows=settings.sink_chunk_max_rows,
+            bucket_ms=settings.sink_chunk_seconds * 1000,
+            grace_ms=grace_ms,
+        )
+        self.chunker: Chunker[Item] = Chunker(self.policy)
+        self.routes = {
+            self.topics.probe_results: Route(PROBE_RESULTS, PROBE_COLUMNS, decode_probe_message),
+            self.topics.cases: Route(CASE_EVENTS, CASE_COLUMNS, decode_case_message),
+        }
+        self._ready: list[Chunk[Item]] = []
+        self._rebalances = _Rebalances()
+        self._max_poll_records = max_poll_records
+        self._session_timeout_ms = session_timeout_ms
+        self._consumer: KafkaConsumer | None = None
+        self._producer: KafkaProducer | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect to Kafka and join the sink's consumer group."""
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                client_id=f"{self.settings.topic_prefix}sink-dlq",
+                acks="all",
+                linger_ms=20,
+            )
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                group_id=f"{self.settings.topic_prefix}sink",
+                client_id=f"{self.settings.topic_prefix}sink",
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                allow_auto_create_topics=False,
+                max_poll_records=self._max_poll_records,
+                session_timeout_ms=self._session_timeout_ms,
+                heartbeat_interval_ms=min(3000, self._session_timeout_ms // 3),
+            )
+            self._consumer.subscribe(list(self.routes), listener=self._rebalances)
+        except KafkaError as exc:
+            self.close()
+            raise BrokerError(
+                f"sink cannot connect to Kafka at {self.settings.kafka_bootstrap}: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        """Abandon open chunks (uncommitted: replayed next time) and close the Kafka clients."""
+        dropped = self.chunker.reset_all() + self._ready
+        self._ready = []
+        if dropped:
+            log.info("sink: abandoned %d uncommitted chunk(s); they are replayed on restart", len(dropped))
+        if self._consumer is not None:
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception:
+                log.exception("sink: closing the consumer failed")
+            self._consumer = None
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=5)
+            except Exception:
+                log.exception("sink: closing the dead-letter producer failed")
+            self._producer = None
+
+    # -- add / flush ---------------------------------------------------------------------------------
+
+    def add(self, topic: str, partition: int, offset: int, timestamp_ms: int, value: bytes | None) -> None:
+        """Decode one record into its partition's chunk; closed chunks wait for flush()."""
+        route = self.routes.get(topic)
+        if route is None:
+            return
+        decoded = route.decode(value, topic, partition, offset)
+        self.stats.messages += 1
+        self.stats.last_message_at = time.monotonic()
+        self._ready.extend(
+            self.chunker.add(topic, partition, offset, timestamp_ms, len(decoded.rows), Item(offset, decoded))
+        )
+
+    def flush(self, stop: threading.Event) -> bool:
+        """Store and commit every closed chunk, in order; False if `stop` interrupted a retry."""
+        while self._ready:
+            chunk = self._ready[0]
+            if not self._store(chunk, stop):
+                return False
+            self._ready.pop(0)
+            self._commit(chunk)
+        return True
+
+    def _store(self, chunk: Chunk[Item], stop: threading.Event) -> bool:
+        route = self.routes[chunk.topic]
+        rows = [row for item in chunk.items for row in item.decoded.rows]
+        letters_sent = False
+        attempt = 0
+        while True:
+            try:
+                if not letters_sent:
+                    self._send_dead_letters(chunk)
+                    letters_sent = True
+                if rows:
+                    started = time.perf_counter()
+                    self.writer.insert(route.table, route.column_names, rows, chunk.token)
+                    self.metrics.insert_seconds.labels(route.table).observe(time.perf_counter() - started)
+                    self.metrics.rows.labels(route.table).inc(len(rows))
+                    self.stats.rows[route.table] = self.stats.rows.get(route.table, 0) + len(rows)
+                self.metrics.chunks.labels(route.table, str(chunk.cut)).inc()
+                self.stats.chunks += 1
+                return True
+            except Exception as exc:
+                attempt += 1
+                self.stats.insert_failures += 1
+                self.metrics.insert_failures.labels(route.table).inc()
+                delay = _backoff(attempt)
+                log.error(
+                    "sink: chunk %s not stored (attempt %d), retrying in %.1f s: %s",
+                    chunk.token,
+                    attempt,
+                    delay,
+                    exc,
+                )
+                if stop.wait(delay):
+                    return False
+
+    def _send_dead_letters(self, chunk: Chunk[Item]) -> None:
+        letters = [(item.offset, rejected) for item in chunk.items for rejected in item.decoded.rejected]
+        if not letters:
+            return
+        if self._producer is None:
+            raise BrokerError("sink is not started")
+        now = self.clock.now()
+        futures = []
+        for offset, rejected in letters:
+            letter = dead_letter(rejected, chunk.topic, chunk.partition, offset, CONSUMER_NAME, now)
+            key = f"{chunk.topic}:{chunk.partition}:{offset}".encode()
+            futures.append(
+                self._producer.send(self.topics.dead_letter, key=key, value=letter.model_dump_json().encode())
+            )
+        try:
+            for future in futures:
+                future.get(timeout=30)
+        except KafkaError as exc:
+            raise BrokerError(f"dead letters of chunk {chunk.token} not delivered: {exc}") from exc
+        self.stats.dead_letters += len(letters)
+        self.metrics.dead_letters.labels(chunk.topic).inc(len(letters))
+        for offset, rejected in letters:
+            log.warning(
+                "sink: dead-lettered %s:%d:%d item %s: %s",
+                chunk.topic,
+                chunk.partition,
+                offset,
+                rejected.item,
+                rejected.reason,
+            )
+
+    def _commit(self, chunk: Chunk[Item]) -> None:
+        if self._consumer is None:
+            return
+        tp = TopicPartition(chunk.topic, chunk.partition)
+        try:
+            self._consumer.commit({tp: OffsetAndMetadata(chunk.next_offset, "", -1)})
+        except KafkaError as exc:
+            # The rows are stored (and deduplicated on replay); a later commit, or the partition's next
+            # owner replaying from the last commit, covers this chunk.
+            self.stats.commit_failures += 1
+            log.warning("sink: commit of %s at %d failed: %s", tp, chunk.next_offset, exc)
+
+    # -- the loop ------------------------------------------------------------------------------------
+
+    def _caught_up(self, topic: str, partition: int, next_offset: int) -> bool:
+        assert self._consumer is not None
+        try:
+            highwater = self._consumer.highwater(TopicPartition(topic, partition))
+        except IllegalStateError:
+            return False
+        return highwater is not None and next_offset >= highwater
+
+    def poll_once(self, stop: threading.Event, timeout_ms: int = 200) -> int:
+        """One poll: apply rebalances, add records, cut idle chunks, flush. Returns records consumed."""
+        consumer = self._consumer
+        if consumer is None:
+            raise BrokerError("sink is not started")
+        try:
+            batches = consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            log.warning("sink: poll failed: %s", exc)
+            stop.wait(1.0)
+            return 0
+        for tp in self._rebalances.take():
+            dropped = self.chunker.reset(tp.topic, tp.partition)
+            self._ready = [c for c in self._ready if (c.topic, c.partition) != (tp.topic, tp.partition)]
+            if dropped is not None:
+                log.info("sink: %s reassigned; dropped its open chunk (replayed by its owner)", tp)
+        count = 0
+        for tp, records in batches.items():
+            for record in records:
+                self.add(tp.topic, tp.partition, record.offset, record.timestamp, record.value)
+                count += 1
+        self._ready.extend(self.chunker.due(to_epoch_ms(self.clock.now()), self._caught_up))
+        self.flush(stop)
+        self._update_lag()
+        return count
+
+    def _update_lag(self) -> None:
+        if self._consumer is None:
+            return
+        for (topic, partition), position in self.chunker.positions().items():
+            try:
+                highwater = self._consumer.highwater(TopicPartition(topic, partition))
+            except IllegalStateError:
+                continue
+            if highwater is not None:
+                self.metrics.lag.labels(topic, str(partition)).set(max(0, highwater - position))
+
+    def idle(self) -> bool:
+        """Nothing buffered: every consumed message is stored and committed."""
+        return not self._ready and not self.chunker.open_chunks()
+
+    def run(
+        self,
+        stop: threading.Event,
+        until: Callable[[SinkStats], bool] | None = None,
+        max_idle_s: float | None = None,
+    ) -> SinkStats:
+        """Poll until `stop` is set, `until(stats)` holds, or (burst) nothing arrived for `max_idle_s`
+        and every chunk is stored. Never raises for a bad message or a failed insert."""
+        while not stop.is_set():
+            try:
+                self.poll_once(stop)
+            except Exception:
+                log.exception("sink: unexpected error in the ingest loop; continuing")
+                stop.wait(1.0)
+            if until is not None and until(self.stats):
+                break
+            if (
+                max_idle_s is not None
+                and time.monotonic() - self.stats.last_message_at >= max_idle_s
+                and self.idle()
+            ):
+                break
+        return self.stats
