@@ -173,4 +173,3 @@ def load_command(settings: Settings, path: Path, prune: bool) -> int:
 
         ensure_topics(settings.kafka_bootstrap, topics)
     return publish_inventory(settings.kafka_bootstrap, topics, servers, prune)
-

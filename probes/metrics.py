@@ -19,8 +19,10 @@ class ProbeMetrics:
             "fleetwatch_probes", "Probes run, by outcome (ok or the error class).", ["outcome"], registry=r
         )
         self.latency = Histogram(
-            "fleetwatch_probe_latency_seconds", "Probe latency (to the answer or the failure).",
-            buckets=LATENCY_BUCKETS, registry=r,
+            "fleetwatch_probe_latency_seconds",
+            "Probe latency (to the answer or the failure).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.servers = Gauge("fleetwatch_probe_share_servers", "Servers in this worker's share.", registry=r)
         self.in_flight = Gauge("fleetwatch_probe_in_flight", "Probes running now.", registry=r)

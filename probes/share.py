@@ -231,8 +231,10 @@ class KafkaShare:
             self._version += 1
         if mine and self._consumer is not None:
             self._consumer.seek_to_beginning(*mine)
-        log.info("inventory partitions %s assigned; reading them from the beginning",
-                 sorted(tp.partition for tp in mine))
+        log.info(
+            "inventory partitions %s assigned; reading them from the beginning",
+            sorted(tp.partition for tp in mine),
+        )
         self._notify()
 
     def _apply(self, batches: Mapping[TopicPartition, list[Any]]) -> None:

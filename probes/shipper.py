@@ -109,7 +109,11 @@ class Shipper:
             except Exception as exc:
                 log.warning(
                     "sending batch %s (partition %d, %d results) failed, retrying in %.1f s: %s",
-                    batch.batch_id, partition, len(batch.results), delay, exc,
+                    batch.batch_id,
+                    partition,
+                    len(batch.results),
+                    delay,
+                    exc,
                 )
                 if self._on_error is not None:
                     self._on_error(batch, exc)

@@ -28,6 +28,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -101,6 +102,8 @@ class WorkerStats:
     """Failed sends (each retried)."""
     undelivered_batches: int = 0
     """Batches still undelivered when the worker stopped."""
+    max_in_flight: int = 0
+    """Most probes that ran at the same time."""
 
 
 @dataclass(eq=False)
@@ -144,6 +147,7 @@ class ProbeWorker:
         self._heap: list[tuple[datetime, int, str, _Entry]] = []
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._running = 0
         self._max_results: int | None = None
         self._sleep_until: datetime | None = None
         self._started = False
@@ -184,13 +188,19 @@ class ProbeWorker:
         wid = worker_id or settings.probe_worker_id or default_worker_id()
         topics = Topics(settings.topic_prefix)
         sender = KafkaBatchSender(
-            settings.kafka_bootstrap, topics.probe_results, dead_letter_topic=topics.dead_letter,
+            settings.kafka_bootstrap,
+            topics.probe_results,
+            dead_letter_topic=topics.dead_letter,
             client_id=f"fleetwatch-probe-{wid}",
         )
         share = KafkaShare(
-            settings.kafka_bootstrap, topics.inventory, probe_group_id(settings),
-            client_id=f"fleetwatch-probe-{wid}", session_timeout_ms=session_timeout_ms,
-            on_invalid=sender.send_dead_letter, clock=clock,
+            settings.kafka_bootstrap,
+            topics.inventory,
+            probe_group_id(settings),
+            client_id=f"fleetwatch-probe-{wid}",
+            session_timeout_ms=session_timeout_ms,
+            on_invalid=sender.send_dead_letter,
+            clock=clock,
         )
         return cls(settings, share=share, sender=sender, clock=clock, worker_id=wid, metrics=metrics)
 
@@ -242,7 +252,12 @@ class ProbeWorker:
             if duration_s is not None:
                 timer = loop.call_later(duration_s, self.stop)
 
+            loop_thread = threading.get_ident()
+
             def changed() -> None:
+                if threading.get_ident() == loop_thread:
+                    self._mark_share_changed()
+                    return
                 with contextlib.suppress(RuntimeError):  # loop already closed
                     loop.call_soon_threadsafe(self._mark_share_changed)
 
@@ -289,11 +304,15 @@ class ProbeWorker:
         await self._sender.close()
         log.info(
             "probe worker %s stopped: %d results, %d batches sent, %d send errors",
-            self.worker_id, self.stats.results, self.stats.batches_sent, self.stats.send_errors,
+            self.worker_id,
+            self.stats.results,
+            self.stats.batches_sent,
+            self.stats.send_errors,
         )
 
     # -- scheduling ----------------------------------------------------------------------------------
     def _apply_share(self, now: datetime) -> None:
+        self._share_changed.clear()
         _version, servers = self._share.snapshot()
         for server_id in [sid for sid in self._entries if sid not in servers]:
             del self._entries[server_id]
@@ -326,7 +345,6 @@ class ProbeWorker:
             self._wake.clear()
             now = self._clock.now()
             if self._share_changed.is_set():
-                self._share_changed.clear()
                 self._apply_share(now)
             while not self._stopping.is_set():
                 entry = self._pop_due(now)
@@ -335,7 +353,6 @@ class ProbeWorker:
                 if not await self._acquire_slot():
                     return
                 if self._share_changed.is_set():  # the share moved while we waited for a slot
-                    self._share_changed.clear()
                     self._apply_share(self._clock.now())
                 if self._entries.get(entry.server.server_id) is not entry:
                     self._release_slot()  # left the share while we waited for a slot
@@ -377,8 +394,14 @@ class ProbeWorker:
     async def _probe(self, entry: _Entry) -> None:
         server = entry.server
         self.metrics.in_flight.inc()
+        self._running += 1
+        self.stats.max_in_flight = max(self.stats.max_in_flight, self._running)
         ok = False
         try:
+            if self._share_changed.is_set():
+                self._apply_share(self._clock.now())
+            if self._entries.get(server.server_id) is not entry:
+                return  # the server left this worker's share before its probe started
             raw = await checks.check(self._session, server, self._clock)
             result = classify(
                 server, raw.started_at, raw.latency_ms, raw.status_code, raw.body, raw.error, self.worker_id
@@ -391,6 +414,7 @@ class ProbeWorker:
             log.exception("probe of %s failed unexpectedly", server.server_id)
         finally:
             self.metrics.in_flight.dec()
+            self._running -= 1
             self._release_slot()
             entry.in_flight = False
         if self._entries.get(server.server_id) is entry:
