@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from fleetcore.settings import Settings
+from fleetwatch.cli import main as cli_main
+from history.client import fetch_history
 from history.queries import case_event_ids, counts, probe_ids
 from history.store import connect
 from schemas.cases import CaseEventType
@@ -146,7 +148,11 @@ def get_json(url: str) -> tuple[int, Any]:
 
 
 def test_history_api_serves_probes_and_cases(
-    kafka_bootstrap: str, topics: Topics, sink_settings: Settings
+    kafka_bootstrap: str,
+    topics: Topics,
+    sink_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     results = [probe("srv-h", n) for n in range(30)] + [probe("srv-other", n) for n in range(5)]
     produce_batches(kafka_bootstrap, topics.probe_results, results, per_batch=7)
@@ -172,6 +178,16 @@ def test_history_api_serves_probes_and_cases(
         assert [p["probe_id"] for p in data["probes"]] == [r.probe_id for r in reversed(results[25:30])]
         assert [c["event_id"] for c in data["cases"]] == [opened.event_id]
         assert data["cases"][0]["type"] == "case.opened"
+
+        # `fleetwatch history` goes through the sink, since the embedded store is locked to it
+        port = int(base.rsplit(":", 1)[1])
+        assert fetch_history(sink_settings.model_copy(update={"sink_http_port": port}), "srv-h", 5) == data
+        monkeypatch.setenv("FLEETWATCH_SINK_HTTP_PORT", str(port))
+        argv = ["history", "srv-h", "--limit", "3", "--data-dir", str(sink_settings.data_dir)]
+        assert cli_main(argv) == 0
+        out = capsys.readouterr().out
+        assert "last 3 probes (newest first)" in out
+        assert opened.case_id in out
 
         status, data = get_json(f"{base}/api/history/nobody")
         assert (status, data["probes"], data["cases"]) == (200, [], [])
