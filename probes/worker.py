@@ -180,6 +180,7 @@ class ProbeWorker:
         clock: Clock | None = None,
         worker_id: str | None = None,
         metrics: ProbeMetrics | None = None,
+        on_result: Callable[[ProbeResult], None] | None = None,
         session_timeout_ms: int = 6000,
     ) -> ProbeWorker:
         """A worker wired to Kafka (group share of the inventory, batches to probe-results). Blocks."""
@@ -202,7 +203,9 @@ class ProbeWorker:
             on_invalid=sender.send_dead_letter,
             clock=clock,
         )
-        return cls(settings, share=share, sender=sender, clock=clock, worker_id=wid, metrics=metrics)
+        return cls(
+            settings, share=share, sender=sender, clock=clock, worker_id=wid, metrics=metrics, on_result=on_result
+        )
 
     # -- inspection (tests, health) --------------------------------------------------------------------
     def share_ids(self) -> set[str]:
