@@ -204,7 +204,13 @@ class ProbeWorker:
             clock=clock,
         )
         return cls(
-            settings, share=share, sender=sender, clock=clock, worker_id=wid, metrics=metrics, on_result=on_result
+            settings,
+            share=share,
+            sender=sender,
+            clock=clock,
+            worker_id=wid,
+            metrics=metrics,
+            on_result=on_result,
         )
 
     # -- inspection (tests, health) --------------------------------------------------------------------
