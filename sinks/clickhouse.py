@@ -28,6 +28,7 @@ from clickhouse_connect.driver.client import Client
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import IllegalStateError, KafkaError
+from kafka.record import util as kafka_record_util
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -166,8 +167,9 @@ class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
         return changed
 
 
-def _backoff(attempt: int) -> float:
-    return float(min(30.0, 0.25 * 2 ** min(attempt, 8)))
+def backoff_s(attempt: int, base_s: float, cap_s: float = 30.0) -> float:
+    """Delay before retry number `attempt` (1, 2, ...): doubling from `base_s`, at most `cap_s`."""
+    return float(min(cap_s, base_s * 2 ** min(attempt - 1, 16)))
 
 
 class ClickHouseSink:
@@ -183,6 +185,7 @@ class ClickHouseSink:
         grace_ms: int = 2000,
         max_poll_records: int = 500,
         session_timeout_ms: int = 10000,
+        retry_base_s: float = 0.5,
     ) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
@@ -204,6 +207,7 @@ class ClickHouseSink:
         self._rebalances = _Rebalances()
         self._max_poll_records = max_poll_records
         self._session_timeout_ms = session_timeout_ms
+        self._retry_base_s = retry_base_s
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
 
@@ -211,6 +215,10 @@ class ClickHouseSink:
 
     def start(self) -> None:
         """Connect to Kafka and join the sink's consumer group."""
+        if getattr(kafka_record_util, "crc32c_c", None) is None:
+            log.warning(
+                "sink: the crc32c package is missing; kafka-python checks CRCs in pure Python (~3x slower)"
+            )
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=self.settings.kafka_bootstrap,
@@ -302,7 +310,7 @@ class ClickHouseSink:
                 attempt += 1
                 self.stats.insert_failures += 1
                 self.metrics.insert_failures.labels(route.table).inc()
-                delay = _backoff(attempt)
+                delay = backoff_s(attempt, self._retry_base_s)
                 log.error(
                     "sink: chunk %s not stored (attempt %d), retrying in %.1f s: %s",
                     chunk.token,
@@ -349,7 +357,7 @@ class ClickHouseSink:
             return
         tp = TopicPartition(chunk.topic, chunk.partition)
         try:
-            self._consumer.commit({tp: OffsetAndMetadata(chunk.next_offset, "", -1)})
+            self._consumer.commit({tp: OffsetAndMetadata(chunk.next_offset, "", -1)}, timeout_ms=30_000)
         except KafkaError as exc:
             # The rows are stored (and deduplicated on replay); a later commit, or the partition's next
             # owner replaying from the last commit, covers this chunk.

@@ -1,0 +1,290 @@
+"""The adapter with fakes: commit only after a stored chunk, retry failures, never commit past them."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import pytest
+from kafka import TopicPartition
+from kafka.errors import KafkaTimeoutError
+
+from fleetcore.clock import from_epoch_ms
+from fleetcore.errors import StoreError
+from fleetcore.settings import Settings
+from schemas.probes import ProbeBatch, ProbeResult
+from schemas.topics import Topics
+from sinks.clickhouse import ClickHouseSink, backoff_s
+
+TOPICS = Topics("u.")
+PR = TOPICS.probe_results
+T0_MS = 1_800_000_000_000  # a bucket boundary for 1 s buckets
+
+
+class Rec(NamedTuple):
+    offset: int
+    timestamp: int
+    value: bytes | None
+
+
+class FakeClock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def now(self) -> datetime:
+        return from_epoch_ms(self.ms)
+
+    def scale(self) -> float:
+        return 1.0
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.batches: list[dict[TopicPartition, list[Rec]]] = []
+        self.high: dict[TopicPartition, int] = {}
+        self.commits: list[tuple[str, int, int]] = []
+        self.fail_commit = False
+
+    def poll(self, timeout_ms: int = 0) -> dict[TopicPartition, list[Rec]]:
+        return self.batches.pop(0) if self.batches else {}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.high.get(tp)
+
+    def commit(self, offsets: dict[TopicPartition, Any], timeout_ms: int | None = None) -> None:
+        if self.fail_commit:
+            raise KafkaTimeoutError("coordinator away")
+        for tp, meta in offsets.items():
+            self.commits.append((tp.topic, tp.partition, meta.offset))
+
+    def close(self, autocommit: bool = False) -> None:
+        pass
+
+
+class Future:
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    def get(self, timeout: float | None = None) -> None:
+        if self.error:
+            raise self.error
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes]] = []
+        self.failures = 0
+
+    def send(self, topic: str, key: bytes, value: bytes) -> Future:
+        if self.failures:
+            self.failures -= 1
+            return Future(KafkaTimeoutError("broker away"))
+        self.sent.append((topic, key, value))
+        return Future(None)
+
+    def close(self, timeout: float | None = None) -> None:
+        pass
+
+
+class FakeWriter:
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.inserts: list[tuple[str, int, str]] = []
+        self.failures = 0
+
+    def insert(self, table: str, column_names: tuple[str, ...], rows: list[Any], token: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            self.events.append(f"fail {token}")
+            raise StoreError("clickhouse away")
+        self.inserts.append((table, len(rows), token))
+        self.events.append(f"insert {token}")
+
+
+def make_sink(max_rows: int = 10) -> tuple[ClickHouseSink, FakeConsumer, FakeProducer, FakeWriter, FakeClock]:
+    settings = Settings(topic_prefix=TOPICS.prefix, sink_chunk_max_rows=max_rows, sink_chunk_seconds=1)
+    clock = FakeClock(T0_MS)
+    sink = ClickHouseSink(settings, client=None, clock=clock, grace_ms=100, retry_base_s=0.001)  # type: ignore[arg-type]
+    consumer, producer = FakeConsumer(), FakeProducer()
+    events: list[str] = []
+    writer = FakeWriter(events)
+    real_commit = consumer.commit
+
+    def commit(offsets: dict[TopicPartition, Any], timeout_ms: int | None = None) -> None:
+        real_commit(offsets, timeout_ms)
+        events.extend(f"commit {tp.partition}@{m.offset}" for tp, m in offsets.items())
+
+    consumer.commit = commit  # type: ignore[method-assign]
+    sink._consumer = consumer  # type: ignore[assignment]
+    sink._producer = producer  # type: ignore[assignment]
+    sink.writer = writer  # type: ignore[assignment]
+    return sink, consumer, producer, writer, clock
+
+
+def batch(n: int, partition: int = 0) -> bytes:
+    results = [
+        ProbeResult(
+            server_id="srv-a",
+            customer_id="c",
+            probe_id=f"srv-a@{n}-{i}",
+            started_at=datetime(2026, 11, 1, tzinfo=UTC),
+            latency_ms=1,
+            ok=True,
+            worker_id="w",
+        )
+        for i in range(n)
+    ]
+    return (
+        ProbeBatch(batch_id="b", worker_id="w", partition=partition, results=results)
+        .model_dump_json()
+        .encode()
+    )
+
+
+def tp(p: int = 0) -> TopicPartition:
+    return TopicPartition(PR, p)
+
+
+def test_rows_cut_chunks_are_inserted_then_committed_in_order() -> None:
+    sink, consumer, _, writer, _ = make_sink(max_rows=10)
+    consumer.batches = [{tp(): [Rec(o, T0_MS + o, batch(4)) for o in range(6)]}]
+    consumer.high = {tp(): 6}
+    assert sink.poll_once(threading.Event()) == 6
+    assert writer.events == [f"insert {PR}-0-0-2", "commit 0@3", f"insert {PR}-0-3-5", "commit 0@6"]
+    assert writer.inserts[0] == ("probe_results", 12, f"{PR}-0-0-2")
+    assert sink.idle()
+
+
+def test_open_chunk_waits_for_bucket_end_and_high_watermark() -> None:
+    sink, consumer, _, writer, clock = make_sink(max_rows=100)
+    stop = threading.Event()
+    consumer.batches = [{tp(): [Rec(0, T0_MS + 10, batch(1))]}]
+    consumer.high = {tp(): 2}  # one more message the consumer has not read
+    sink.poll_once(stop)
+    clock.ms = T0_MS + 5000
+    sink.poll_once(stop)
+    assert writer.events == []  # not caught up
+    consumer.high = {tp(): 1}
+    clock.ms = T0_MS + 1099  # bucket end + grace not reached
+    sink.poll_once(stop)
+    assert writer.events == []
+    clock.ms = T0_MS + 1100
+    sink.poll_once(stop)
+    assert writer.events == [f"insert {PR}-0-0-0", "commit 0@1"]
+
+
+def test_failed_insert_is_retried_and_committed_only_after_success() -> None:
+    sink, consumer, _, writer, _ = make_sink(max_rows=1)
+    writer.failures = 3
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1)), Rec(1, T0_MS, batch(1))]}]
+    sink.poll_once(threading.Event())
+    assert writer.events == [
+        f"fail {PR}-0-0-0",
+        f"fail {PR}-0-0-0",
+        f"fail {PR}-0-0-0",
+        f"insert {PR}-0-0-0",
+        "commit 0@1",
+        f"insert {PR}-0-1-1",
+        "commit 0@2",
+    ]
+    assert sink.stats.insert_failures == 3
+
+
+def test_stop_during_retries_abandons_the_chunk_uncommitted() -> None:
+    sink, consumer, _, writer, _ = make_sink(max_rows=1)
+    writer.failures = 10**6
+    stop = threading.Event()
+    original = writer.insert
+
+    def insert_then_stop(*args: Any) -> None:
+        stop.set()
+        original(*args)
+
+    writer.insert = insert_then_stop  # type: ignore[method-assign]
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1))]}]
+    sink.poll_once(stop)
+    assert consumer.commits == []
+    assert not sink.idle()
+    sink.close()
+    assert sink.idle()
+
+
+def test_malformed_messages_are_dead_lettered_before_commit_and_empty_chunks_commit() -> None:
+    sink, consumer, producer, writer, clock = make_sink(max_rows=100)
+    consumer.batches = [{tp(2): [Rec(0, T0_MS, b"garbage"), Rec(1, T0_MS, None)]}]
+    consumer.high = {tp(2): 2}
+    clock.ms = T0_MS + 5000
+    producer.failures = 1  # the first delivery fails: retried, commit waits
+    sink.poll_once(threading.Event())
+    assert writer.inserts == []  # no rows
+    assert consumer.commits == [(PR, 2, 2)]
+    keys = [k.decode() for _, k, _ in producer.sent]
+    assert set(keys) == {f"{PR}:2:0", f"{PR}:2:1"}  # at least once: the failed round is sent again
+    assert all(t == TOPICS.dead_letter for t, _, _ in producer.sent)
+    assert sink.stats.dead_letters == 2
+
+
+def test_commit_failure_is_logged_and_the_loop_goes_on() -> None:
+    sink, consumer, _, writer, _ = make_sink(max_rows=1)
+    consumer.fail_commit = True
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1))]}, {tp(): [Rec(1, T0_MS, batch(1))]}]
+    stop = threading.Event()
+    sink.poll_once(stop)
+    consumer.fail_commit = False
+    sink.poll_once(stop)
+    assert [e for e in writer.events if e.startswith("insert")] == [
+        f"insert {PR}-0-0-0",
+        f"insert {PR}-0-1-1",
+    ]
+    assert consumer.commits == [(PR, 0, 2)]
+    assert sink.stats.commit_failures == 1
+
+
+def test_reassigned_partition_drops_its_open_chunk() -> None:
+    sink, consumer, _, writer, _ = make_sink(max_rows=100)
+    stop = threading.Event()
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1)), Rec(1, T0_MS, batch(1))]}]
+    sink.poll_once(stop)
+    sink._rebalances.on_partitions_revoked([tp()])
+    sink._rebalances.on_partitions_assigned([tp()])
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1))]}]  # re-read from the committed offset
+    sink.poll_once(stop)
+    chunks = sink.chunker.open_chunks()
+    assert [(c.first_offset, c.last_offset) for c in chunks] == [(0, 0)]
+    assert writer.events == []
+
+
+def test_unknown_topics_are_ignored_and_until_stops_the_run() -> None:
+    sink, consumer, _, _, _ = make_sink(max_rows=1)
+    consumer.batches = [
+        {TopicPartition("other", 0): [Rec(0, T0_MS, b"x")]},
+        {tp(): [Rec(0, T0_MS, batch(1))]},
+    ]
+    stats = sink.run(threading.Event(), until=lambda s: s.rows.get("probe_results", 0) >= 1)
+    assert stats.messages == 1
+    assert stats.rows == {"probe_results": 1}
+
+
+def test_burst_run_stops_when_idle_and_drained() -> None:
+    sink, consumer, _, writer, clock = make_sink(max_rows=100)
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1))]}]
+    consumer.high = {tp(): 1}
+    polls = 0
+
+    def advance(timeout_ms: int = 0) -> dict[TopicPartition, list[Rec]]:
+        nonlocal polls
+        polls += 1
+        clock.ms += 600
+        return consumer.batches.pop(0) if consumer.batches else {}
+
+    consumer.poll = advance  # type: ignore[method-assign]
+    stats = sink.run(threading.Event(), max_idle_s=0)
+    assert writer.events == [f"insert {PR}-0-0-0", "commit 0@1"]
+    assert stats.chunks == 1
+    assert polls >= 2
+
+
+@pytest.mark.parametrize(("attempt", "expected"), [(1, 0.5), (2, 1.0), (3, 2.0), (7, 30.0), (100, 30.0)])
+def test_backoff_doubles_up_to_a_cap(attempt: int, expected: float) -> None:
+    assert backoff_s(attempt, 0.5) == expected

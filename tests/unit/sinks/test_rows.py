@@ -1,0 +1,158 @@
+"""Message -> row conversion: column order, item indexes of rejected results, dead letters."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from fleetcore.clock import to_epoch_ms
+from history.ddl import CASE_COLUMNS, PROBE_COLUMNS
+from schemas.cases import CaseEvent, CaseEventType, CaseSource, Severity
+from schemas.probes import HealthMetrics, ProbeBatch, ProbeResult
+from sinks.rows import (
+    Rejected,
+    case_row,
+    columns,
+    dead_letter,
+    decode_case_message,
+    decode_probe_message,
+    probe_row,
+)
+
+AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def result(n: int, **extra: object) -> ProbeResult:
+    return ProbeResult.model_validate(
+        {
+            "server_id": "srv-a",
+            "customer_id": "cust",
+            "probe_id": f"srv-a@{n}",
+            "started_at": AT,
+            "latency_ms": n,
+            "ok": True,
+            "worker_id": "w",
+            **extra,
+        }
+    )
+
+
+def batch_bytes(results: list[ProbeResult]) -> bytes:
+    return ProbeBatch(batch_id="b:1", worker_id="w", partition=0, results=results).model_dump_json().encode()
+
+
+def test_probe_row_matches_the_column_order() -> None:
+    r = result(7, status_code=200, health=HealthMetrics(load1=1.5, connections=4, disk_percent=50))
+    row = dict(zip(PROBE_COLUMNS, probe_row(r, "topic", 2, 99, 3), strict=True))
+    assert row == {
+        "server_id": "srv-a",
+        "customer_id": "cust",
+        "probe_id": "srv-a@7",
+        "started_at": to_epoch_ms(AT),
+        "latency_ms": 7,
+        "ok": True,
+        "status_code": 200,
+        "error_class": None,
+        "error_message": None,
+        "worker_id": "w",
+        "health_load1": 1.5,
+        "health_connections": 4,
+        "health_users": None,
+        "health_cpu_percent": None,
+        "health_memory_percent": None,
+        "health_disk_percent": 50,
+        "kafka_topic": "topic",
+        "kafka_partition": 2,
+        "kafka_offset": 99,
+        "batch_item": 3,
+    }
+
+
+def test_case_row_matches_the_column_order() -> None:
+    event = CaseEvent(
+        event_id="e1",
+        case_id="c1",
+        type=CaseEventType.CASE_OPENED,
+        severity=Severity.SEV1,
+        source=CaseSource.MONITOR,
+        server_id="srv-a",
+        customer_id="cust",
+        at=AT,
+        details={"z": 1, "a": "x"},
+    )
+    row = dict(zip(CASE_COLUMNS, case_row(event, "cases", 1, 5), strict=True))
+    assert row["type"] == "case.opened"
+    assert row["severity"] == 1
+    assert row["source"] == "monitor"
+    assert row["at"] == to_epoch_ms(AT)
+    assert row["details"] == '{"a":"x","z":1}'
+    assert (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"]) == ("cases", 1, 5)
+
+
+def test_good_batch_gives_one_row_per_result_with_item_index() -> None:
+    decoded = decode_probe_message(batch_bytes([result(1), result(2)]), "t", 0, 10)
+    assert decoded.rejected == []
+    assert [(r[2], r[-1]) for r in decoded.rows] == [("srv-a@1", 0), ("srv-a@2", 1)]
+
+
+def test_rejected_items_keep_the_other_items_indexes() -> None:
+    envelope = json.loads(batch_bytes([result(n) for n in range(5)]))
+    envelope["results"][1]["latency_ms"] = -1
+    envelope["results"][3] = {"nonsense": True}
+    decoded = decode_probe_message(json.dumps(envelope).encode(), "t", 0, 10)
+    assert [(r[2], r[-1]) for r in decoded.rows] == [("srv-a@0", 0), ("srv-a@2", 2), ("srv-a@4", 4)]
+    assert [r.item for r in decoded.rejected] == [1, 3]
+    assert "latency_ms" in decoded.rejected[0].reason
+    assert json.loads(decoded.rejected[1].payload) == {"nonsense": True}
+
+
+def test_bad_envelope_rejects_the_whole_message() -> None:
+    for raw, reason in (
+        (b"nope", "not JSON"),
+        (b'{"results": []}', "not a ProbeBatch envelope"),
+        (None, "empty"),
+    ):
+        decoded = decode_probe_message(raw, "t", 0, 10)
+        assert decoded.rows == []
+        assert len(decoded.rejected) == 1
+        assert decoded.rejected[0].item is None
+        assert reason in decoded.rejected[0].reason
+
+
+def test_case_messages() -> None:
+    event = CaseEvent(
+        event_id="e1",
+        case_id="c1",
+        type=CaseEventType.SERVER_RECOVERED,
+        severity=Severity.SEV1,
+        source=CaseSource.MONITOR,
+        customer_id="cust",
+        at=AT,
+    )
+    good = decode_case_message(event.model_dump_json().encode(), "c", 0, 1)
+    assert len(good.rows) == 1
+    assert good.rows[0][5] is None  # no server
+    bad = decode_case_message(b'{"event_id": 1}', "c", 0, 2)
+    assert bad.rows == []
+    assert bad.rejected[0].reason.startswith("not a CaseEvent")
+    assert bad.rejected[0].payload == '{"event_id": 1}'
+    assert decode_case_message(None, "c", 0, 3).rejected[0].reason == "empty message value"
+
+
+def test_dead_letter_fields() -> None:
+    letter = dead_letter(Rejected(2, "why", "{}"), "t", 1, 5, "sink", AT)
+    assert letter.model_dump() == {
+        "source_topic": "t",
+        "partition": 1,
+        "offset": 5,
+        "item": 2,
+        "consumer": "sink",
+        "reason": "why",
+        "payload": "{}",
+        "rejected_at": AT,
+    }
+
+
+def test_columns_transposes_and_handles_empty() -> None:
+    assert columns([(1, "a"), (2, "b")], 2) == [[1, 2], ["a", "b"]]
+    assert columns([], 3) == [[], [], []]
