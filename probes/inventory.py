@@ -41,9 +41,9 @@ log = logging.getLogger(__name__)
 def _entry_errors(err: ValidationError) -> str:
     parts = []
     for e in err.errors()[:5]:
-        loc = ".".join(str(p) for p in e["loc"]) or "(entry)"
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
+        parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 
 

@@ -220,7 +220,8 @@ class KafkaShare:
         with self._lock:
             dropped = sum(len(self._parts.pop(p, {})) for p in partitions)
             self._version += 1
-        log.info("inventory partitions %s revoked (%d servers dropped)", sorted(partitions), dropped)
+        if partitions:
+            log.info("inventory partitions %s revoked (%d servers dropped)", sorted(partitions), dropped)
         self._notify()
 
     def _assign(self, assigned: Iterable[TopicPartition]) -> None:
@@ -231,10 +232,11 @@ class KafkaShare:
             self._version += 1
         if mine and self._consumer is not None:
             self._consumer.seek_to_beginning(*mine)
-        log.info(
-            "inventory partitions %s assigned; reading them from the beginning",
-            sorted(tp.partition for tp in mine),
-        )
+        if mine:
+            log.info(
+                "inventory partitions %s assigned; reading them from the beginning",
+                sorted(tp.partition for tp in mine),
+            )
         self._notify()
 
     def _apply(self, batches: Mapping[TopicPartition, list[Any]]) -> None:

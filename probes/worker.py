@@ -39,7 +39,7 @@ from typing import Protocol
 import aiohttp
 
 from fleetcore.clock import Clock, SystemClock
-from fleetcore.errors import ConfigError
+from fleetcore.errors import BrokerError, ConfigError
 from fleetcore.logs import setup_logging
 from fleetcore.settings import Settings
 from probes import checks
@@ -148,6 +148,7 @@ class ProbeWorker:
         self._seq = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = 0
+        self._share_error: BaseException | None = None
         self._max_results: int | None = None
         self._sleep_until: datetime | None = None
         self._started = False
@@ -279,6 +280,10 @@ class ProbeWorker:
             if timer is not None:
                 timer.cancel()
             await self._shutdown(share_started, helpers)
+        if self._share_error is not None:
+            raise BrokerError(
+                f"the share of probe worker {self.worker_id} failed: {self._share_error}"
+            ) from (self._share_error)
         return self.stats
 
     async def _stop_when(self, event: asyncio.Event) -> None:
@@ -322,6 +327,12 @@ class ProbeWorker:
     # -- scheduling ----------------------------------------------------------------------------------
     def _apply_share(self, now: datetime) -> None:
         self._share_changed.clear()
+        error = getattr(self._share, "error", None)
+        if isinstance(error, BaseException) and self._share_error is None:
+            # the share source died (its consumer thread failed): stop rather than idle unnoticed
+            log.error("share source failed, stopping the worker: %s", error)
+            self._share_error = error
+            self.stop()
         _version, servers = self._share.snapshot()
         for server_id in [sid for sid in self._entries if sid not in servers]:
             del self._entries[server_id]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fleetcore.errors import ConfigError
+from fleetcore.errors import BrokerError, ConfigError
 from fleetcore.settings import Settings
 from fleetwatch.demo_fleet import DemoFleet, Mode, generated_servers
 from probes.partitioner import partition_for
@@ -49,7 +49,6 @@ async def test_probes_every_server_and_batches_by_partition(fleet: DemoFleet) ->
     fleet.set_down("demo-tcp-02")
     servers = fleet.servers()
     sender = FakeSender(partitions=4)
-    worker = ProbeWorker(fast_settings(), share=StaticShare(servers), sender=sender, worker_id="w-unit")
     seen: Counter[str] = Counter()
     done = asyncio.Event()
 
@@ -58,7 +57,9 @@ async def test_probes_every_server_and_batches_by_partition(fleet: DemoFleet) ->
         if all(seen[s.server_id] >= 2 for s in servers):
             done.set()
 
-    worker._on_result = on_result
+    worker = ProbeWorker(
+        fast_settings(), share=StaticShare(servers), sender=sender, worker_id="w-unit", on_result=on_result
+    )
     stats = await asyncio.wait_for(worker.run(stop_event=done), timeout=30)
 
     assert sender.closed
@@ -218,3 +219,24 @@ def test_worker_id_defaults_to_host_pid_and_is_checked() -> None:
     assert worker.worker_id.endswith(f"-{__import__('os').getpid()}")
     with pytest.raises(ConfigError, match="worker id"):
         ProbeWorker(fast_settings(), share=StaticShare([]), sender=FakeSender(), worker_id="x" * 300)
+
+
+class DyingShare(StaticShare):
+    """A share source whose consumer thread fails after the first snapshot."""
+
+    error: BaseException | None = None
+
+    def die(self) -> None:
+        self.error = RuntimeError("consumer thread crashed")
+        self.replace([])
+
+
+async def test_a_failed_share_source_stops_the_worker_loudly(fleet: DemoFleet) -> None:
+    share = DyingShare(fleet.servers()[:2])
+
+    def on_result(result: ProbeResult) -> None:
+        share.die()
+
+    worker = ProbeWorker(fast_settings(), share=share, sender=FakeSender(), on_result=on_result)
+    with pytest.raises(BrokerError, match="consumer thread crashed"):
+        await asyncio.wait_for(worker.run(), timeout=30)
