@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     )
     stream_web_port: int = Field(default=6066, description="Faust worker web port (internal).")
     stream_metrics_port: int = Field(default=9102, description="Prometheus port of the stream worker (0: off).")
-    stream_app_id: str = Field(default="fleetwatch-stream", description="Faust app id (consumer group).")
+    stream_app_id: str = Field(
+        default="stream", description="Faust app id after the topic prefix (consumer group, changelog names)."
+    )
 
     # -- sink / history ------------------------------------------------------------------------------
     clickhouse_dsn: str = Field(

@@ -1,0 +1,49 @@
+"""Faust codecs for fleetwatch's pydantic contracts.
+
+faust.Record cannot carry pydantic models (`value_type` must be a faust Model), so topics and tables use a
+codec: JSON via `model_dump_json()` out, `model_validate_json()` in. Registered once per process by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faust.serializers import codecs
+from pydantic import BaseModel
+
+from schemas.cases import CaseEvent
+from schemas.deadletter import DeadLetter
+from streams.detector import ServerStreak
+
+
+class PydanticCodec(codecs.Codec):  # type: ignore[misc]
+    """Serialize one pydantic model class as JSON."""
+
+    def __init__(self, model: type[BaseModel], **kwargs: Any) -> None:
+        self.model = model
+        super().__init__(model=model, **kwargs)
+
+    def _dumps(self, obj: Any) -> bytes:
+        if isinstance(obj, BaseModel):
+            return obj.model_dump_json().encode()
+        return self.model.model_validate(obj).model_dump_json().encode()
+
+    def _loads(self, s: bytes) -> Any:
+        return self.model.model_validate_json(s)
+
+
+CASE_EVENT = "fw_case_event"
+DEAD_LETTER = "fw_dead_letter"
+SERVER_STREAK = "fw_server_streak"
+
+_REGISTERED: dict[str, type[BaseModel]] = {
+    CASE_EVENT: CaseEvent,
+    DEAD_LETTER: DeadLetter,
+    SERVER_STREAK: ServerStreak,
+}
+
+
+def register_codecs() -> None:
+    """Register every fleetwatch codec with Faust (idempotent)."""
+    for name, model in _REGISTERED.items():
+        codecs.register(name, PydanticCodec(model))

@@ -1,0 +1,125 @@
+"""Test helpers: build probe results, send ProbeBatch messages, read topics, poll against a deadline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.partitioner.default import murmur2
+
+from schemas.probes import ProbeBatch, ProbeResult
+from schemas.topics import PROBE_RESULTS
+
+T = TypeVar("T")
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def result(server_id: str, n: int, ok: bool, customer_id: str = "acme", t0: datetime = T0) -> ProbeResult:
+    """The n-th probe result of a server, one minute apart."""
+    started = t0 + timedelta(minutes=n)
+    return ProbeResult(
+        server_id=server_id,
+        customer_id=customer_id,
+        probe_id=f"{server_id}@{int(started.timestamp() * 1000)}",
+        started_at=started,
+        latency_ms=12 if ok else 10000,
+        ok=ok,
+        status_code=200 if ok else None,
+        error_class=None if ok else "timeout",
+        error_message=None if ok else "no answer within 10 s",
+        worker_id="test",
+    )
+
+
+def partition_of(server_id: str, partitions: int = PROBE_RESULTS.partitions) -> int:
+    return (murmur2(server_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def send_results(bootstrap: str, topic: str, results: list[ProbeResult], tag: str = "b") -> None:
+    """Send results as ProbeBatch messages, one per partition, like a probe worker does."""
+    by_part: dict[int, list[ProbeResult]] = {}
+    for r in results:
+        by_part.setdefault(partition_of(r.server_id), []).append(r)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for part, items in sorted(by_part.items()):
+        batch = ProbeBatch(batch_id=f"{tag}-{part}-{time.monotonic_ns()}", worker_id="test", partition=part,
+                           results=items)
+        producer.send(topic, value=batch.model_dump_json().encode(), partition=part)
+    producer.flush()
+    producer.close()
+
+
+def send_raw(bootstrap: str, topic: str, value: bytes, partition: int = 0) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer.send(topic, value=value, partition=partition).get(timeout=30)
+    producer.close()
+
+
+class TopicReader:
+    """Reads every message of a topic from the beginning, incrementally."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        parts = wait_for(lambda: self.consumer.partitions_for_topic(topic), 60, f"topic {topic} to exist")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        self.consumer.seek_to_beginning(*tps)
+        self.messages: list[tuple[bytes | None, bytes | None]] = []
+
+    def poll(self) -> list[tuple[bytes | None, bytes | None]]:
+        for records in self.consumer.poll(timeout_ms=200).values():
+            self.messages.extend((r.key, r.value) for r in records)
+        return self.messages
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
+    """Poll `predicate` until it returns a truthy value or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)  # poll interval of the deadline loop, not a wait for a result
+
+
+def fleetwatch_env(**settings: object) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, value in settings.items():
+        env[f"FLEETWATCH_{key.upper()}"] = str(value)
+    return env
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start `fleetwatch <args>` as a child process, output to a log file."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "fleetwatch.cli", *args], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def stop(proc: subprocess.Popen[bytes], kill: bool = False) -> None:
+    if proc.poll() is None:
+        if kill:
+            proc.kill()
+        else:
+            proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def iter_lines(path: Path) -> Iterator[str]:
+    yield from path.read_text(errors="replace").splitlines()
