@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         default=9103, description="Port of the sink's query API and Prometheus /metrics."
     )
 
+    # -- local stack (`fleetwatch up`) -----------------------------------------------------------------
+    local_kafka_port: int = Field(default=9092, description="PLAINTEXT port of the broker `up` starts.")
+    local_kafka_controller_port: int = Field(
+        default=9093, description="KRaft controller port of the broker `up` starts."
+    )
+    local_kafka_heap: str = Field(default="512m", description="Heap (-Xmx) of the broker `up` starts.")
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_not_empty(cls, value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -76,7 +77,9 @@ def _cmd_schema_export(args: argparse.Namespace) -> int:
 def _cmd_up(args: argparse.Namespace) -> int:
     from fleetwatch.stack import run_up
 
-    return run_up(_settings(args), external_kafka=args.bootstrap is not None, demo=not args.no_demo)
+    settings = _settings(args)
+    external = args.bootstrap is not None or "FLEETWATCH_KAFKA_BOOTSTRAP" in os.environ
+    return run_up(settings, external_kafka=external, demo=not args.no_demo, run_for_s=args.run_for)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = add("up", _cmd_up, "run the whole monitor on this machine (local Kafka, workers, demo fleet)")
     up.add_argument("--no-demo", action="store_true", help="do not start or load the demo fleet")
+    up.add_argument("--run-for", type=float, default=None, help="stop by itself after this many seconds")
     add("probe", _cmd_probe, "run a probe worker (joins the probe group, probes its share of the fleet)")
     add("stream", _cmd_stream, "run the Faust stream worker (detector)")
     add("sink", _cmd_sink, "run the ClickHouse sink (and, embedded, the history query API)")
