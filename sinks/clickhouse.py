@@ -38,7 +38,14 @@ from fleetcore.settings import Settings
 from history.ddl import CASE_COLUMNS, CASE_EVENTS, PROBE_COLUMNS, PROBE_RESULTS
 from schemas.topics import Topics
 from sinks.chunker import Chunk, Chunker, ChunkPolicy
-from sinks.rows import DecodedMessage, columns, dead_letter, decode_case_message, decode_probe_message
+from sinks.rows import (
+    DecodedMessage,
+    Rejected,
+    columns,
+    dead_letter,
+    decode_case_message,
+    decode_probe_message,
+)
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +277,12 @@ class ClickHouseSink:
         route = self.routes.get(topic)
         if route is None:
             return
-        decoded = route.decode(value, topic, partition, offset)
+        try:
+            decoded = route.decode(value, topic, partition, offset)
+        except Exception as exc:  # a decoder bug must not lose the message: dead-letter it
+            log.exception("sink: decoding %s:%d:%d failed", topic, partition, offset)
+            payload = (value or b"").decode("utf-8", errors="replace")[:65536]
+            decoded = DecodedMessage(rejected=[Rejected(None, f"cannot decode: {exc!r}", payload)])
         self.stats.messages += 1
         self.stats.last_message_at = time.monotonic()
         self._ready.extend(
@@ -383,7 +395,7 @@ class ClickHouseSink:
             batches = consumer.poll(timeout_ms=timeout_ms)
         except KafkaError as exc:
             log.warning("sink: poll failed: %s", exc)
-            stop.wait(1.0)
+            stop.wait(2 * self._retry_base_s)
             return 0
         for tp in self._rebalances.take():
             dropped = self.chunker.reset(tp.topic, tp.partition)
@@ -411,6 +423,33 @@ class ClickHouseSink:
             if highwater is not None:
                 self.metrics.lag.labels(topic, str(partition)).set(max(0, highwater - position))
 
+    def rewind(self) -> None:
+        """Drop everything uncommitted and reposition every assigned partition at its committed offset.
+
+        After an unexpected error part of a poll may be unprocessed; re-reading from the last commit
+        rebuilds the same chunks, so nothing is lost and nothing is stored twice.
+        """
+        dropped = self.chunker.reset_all()
+        self._ready = []
+        consumer = self._consumer
+        if consumer is None:
+            return
+        try:
+            for tp in consumer.assignment():
+                committed = consumer.committed(tp)
+                if committed is None:
+                    consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, committed)
+        except KafkaError as exc:
+            log.error(
+                "sink: rewind failed (%s); leaving the group so the partitions restart from commits", exc
+            )
+            consumer.unsubscribe()
+            consumer.subscribe(list(self.routes), listener=self._rebalances)
+        if dropped:
+            log.info("sink: rewound; %d uncommitted chunk(s) will be rebuilt", len(dropped))
+
     def idle(self) -> bool:
         """Nothing buffered: every consumed message is stored and committed."""
         return not self._ready and not self.chunker.open_chunks()
@@ -427,8 +466,9 @@ class ClickHouseSink:
             try:
                 self.poll_once(stop)
             except Exception:
-                log.exception("sink: unexpected error in the ingest loop; continuing")
-                stop.wait(1.0)
+                log.exception("sink: unexpected error in the ingest loop; rewinding to the committed offsets")
+                self.rewind()
+                stop.wait(2 * self._retry_base_s)
             if until is not None and until(self.stats):
                 break
             if (

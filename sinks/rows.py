@@ -7,7 +7,7 @@ column order of `history.ddl.PROBE_COLUMNS` / `CASE_COLUMNS`; timestamps are epo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -20,6 +20,26 @@ from schemas.envelope import decode_probe_batch, item_payload
 from schemas.probes import ProbeResult
 
 Row = tuple[Any, ...]
+
+UINT32_MAX = 2**32 - 1
+MIN_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+MAX_TIME = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
+"""What a DateTime64(3) column stores; values outside would be clamped silently, so they are rejected."""
+
+
+def unstorable_probe(result: ProbeResult) -> str | None:
+    """Why a valid ProbeResult still cannot be stored (a value outside its column's range), or None."""
+    if result.latency_ms > UINT32_MAX:
+        return f"latency_ms {result.latency_ms} exceeds the UInt32 column"
+    if not MIN_TIME <= result.started_at <= MAX_TIME:
+        return f"started_at {result.started_at.isoformat()} is outside 1900..2299"
+    h = result.health
+    if h is not None:
+        for name in ("connections", "users"):
+            value = getattr(h, name)
+            if value is not None and value > UINT32_MAX:
+                return f"health.{name} {value} exceeds the UInt32 column"
+    return None
 
 
 @dataclass
@@ -101,8 +121,13 @@ def decode_probe_message(raw: bytes | None, topic: str, partition: int, offset: 
     for result in batch.results:
         while item in rejected_items:
             item += 1
-        out.rows.append(probe_row(result, topic, partition, offset, item))
+        why = unstorable_probe(result)
+        if why is None:
+            out.rows.append(probe_row(result, topic, partition, offset, item))
+        else:
+            out.rejected.append(Rejected(item, f"cannot store ProbeResult: {why}", item_payload(raw, item)))
         item += 1
+    out.rejected.sort(key=lambda r: -1 if r.item is None else r.item)
     return out
 
 
@@ -123,7 +148,14 @@ def decode_case_message(raw: bytes | None, topic: str, partition: int, offset: i
         event = CaseEvent.model_validate_json(raw)
     except ValidationError as exc:
         return DecodedMessage(rejected=[Rejected(None, f"not a CaseEvent: {_reason(exc)}", payload)])
-    return DecodedMessage(rows=[case_row(event, topic, partition, offset)])
+    if not MIN_TIME <= event.at <= MAX_TIME:
+        why = f"at {event.at.isoformat()} is outside 1900..2299"
+        return DecodedMessage(rejected=[Rejected(None, f"cannot store CaseEvent: {why}", payload)])
+    try:
+        row = case_row(event, topic, partition, offset)
+    except (TypeError, ValueError) as exc:  # e.g. a details integer beyond 64 bits
+        return DecodedMessage(rejected=[Rejected(None, f"cannot store CaseEvent: {exc}", payload)])
+    return DecodedMessage(rows=[row])
 
 
 def dead_letter(

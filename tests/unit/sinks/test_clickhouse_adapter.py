@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -45,6 +46,20 @@ class FakeConsumer:
         self.high: dict[TopicPartition, int] = {}
         self.commits: list[tuple[str, int, int]] = []
         self.fail_commit = False
+        self.committed_offsets: dict[TopicPartition, int] = {}
+        self.seeks: list[tuple[TopicPartition, int | None]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.high)
+
+    def committed(self, tp: TopicPartition) -> int | None:
+        return self.committed_offsets.get(tp)
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    def seek_to_beginning(self, tp: TopicPartition) -> None:
+        self.seeks.append((tp, None))
 
     def poll(self, timeout_ms: int = 0) -> dict[TopicPartition, list[Rec]]:
         return self.batches.pop(0) if self.batches else {}
@@ -288,3 +303,42 @@ def test_burst_run_stops_when_idle_and_drained() -> None:
 @pytest.mark.parametrize(("attempt", "expected"), [(1, 0.5), (2, 1.0), (3, 2.0), (7, 30.0), (100, 30.0)])
 def test_backoff_doubles_up_to_a_cap(attempt: int, expected: float) -> None:
     assert backoff_s(attempt, 0.5) == expected
+
+
+def test_a_decoder_bug_dead_letters_the_message_instead_of_losing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink, consumer, producer, _, clock = make_sink(max_rows=1)
+
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setitem(sink.routes, PR, dataclasses.replace(sink.routes[PR], decode=broken))
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1)), Rec(1, T0_MS, batch(1))]}]
+    consumer.high = {tp(): 2}
+    clock.ms = T0_MS + 5000
+    sink.poll_once(threading.Event())
+    assert sink.stats.dead_letters == 2
+    assert "cannot decode" in producer.sent[0][2].decode()
+    assert consumer.commits == [(PR, 0, 2)]
+
+
+def test_unexpected_error_rewinds_to_the_committed_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
+    sink, consumer, _, writer, _ = make_sink(max_rows=100)
+    consumer.high = {tp(0): 5, tp(1): 5}
+    consumer.committed_offsets = {tp(0): 3}
+    consumer.batches = [{tp(0): [Rec(3, T0_MS, batch(1))]}]
+    calls = 0
+    real_due = sink.chunker.due
+
+    def due_fails_once(*args: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("unexpected")
+        return real_due(*args)
+
+    monkeypatch.setattr(sink.chunker, "due", due_fails_once)
+    stop = threading.Event()
+    sink.run(stop, until=lambda s: calls >= 2)
+    assert sorted(consumer.seeks) == [(tp(0), 3), (tp(1), None)]
+    assert sink.chunker.open_chunks() == []
+    assert writer.inserts == []

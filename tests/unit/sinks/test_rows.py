@@ -156,3 +156,34 @@ def test_dead_letter_fields() -> None:
 def test_columns_transposes_and_handles_empty() -> None:
     assert columns([(1, "a"), (2, "b")], 2) == [[1, 2], ["a", "b"]]
     assert columns([], 3) == [[], [], []]
+
+
+def test_values_outside_the_columns_are_rejected_per_item() -> None:
+    envelope = json.loads(batch_bytes([result(0), result(1), result(2), result(3)]))
+    envelope["results"][1]["latency_ms"] = 2**40
+    envelope["results"][2]["started_at"] = "2400-01-01T00:00:00Z"
+    envelope["results"][3]["health"] = {"connections": 2**33}
+    decoded = decode_probe_message(json.dumps(envelope).encode(), "t", 0, 10)
+    assert [r[-1] for r in decoded.rows] == [0]
+    assert [r.item for r in decoded.rejected] == [1, 2, 3]
+    assert "latency_ms" in decoded.rejected[0].reason
+    assert "1900..2299" in decoded.rejected[1].reason
+    assert "health.connections" in decoded.rejected[2].reason
+    assert all(r.reason.startswith("cannot store ProbeResult") for r in decoded.rejected)
+
+
+def test_case_event_that_cannot_be_stored_is_rejected() -> None:
+    base = {
+        "event_id": "e1",
+        "case_id": "c1",
+        "type": "case.opened",
+        "severity": 1,
+        "source": "monitor",
+        "customer_id": "cust",
+        "at": "2026-11-01T00:00:00Z",
+    }
+    huge = decode_case_message(json.dumps({**base, "details": {"n": 2**70}}).encode(), "c", 0, 1)
+    assert huge.rows == []
+    assert huge.rejected[0].reason.startswith("cannot store CaseEvent")
+    late = decode_case_message(json.dumps({**base, "at": "2400-01-01T00:00:00Z"}).encode(), "c", 0, 1)
+    assert "1900..2299" in late.rejected[0].reason
