@@ -24,6 +24,7 @@ import hashlib
 import logging
 import math
 import socket
+import threading
 import struct
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -420,3 +421,41 @@ async def run_demo_fleet(port: int = 0, clock: Clock | None = None) -> DemoFleet
     fleet = DemoFleet(port=port, clock=clock)
     await fleet.start()
     return fleet
+
+
+class DemoFleetThread(threading.Thread):
+    """Serves a DemoFleet on its own asyncio loop in a thread, so blocking callers (the `up` process, tests
+    that poll Kafka synchronously) never stall its answers."""
+
+    def __init__(self, fleet: DemoFleet) -> None:
+        super().__init__(name="demo-fleet", daemon=True)
+        self.fleet = fleet
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self.fleet.start())
+        except BaseException as exc:  # reported by start_serving
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self.fleet.stop())
+        self._loop.close()
+
+    def start_serving(self, timeout_s: float = 30.0) -> list[Server]:
+        """Start the thread and return the fleet's inventory once it serves."""
+        self.start()
+        if not self._ready.wait(timeout_s) or self._error is not None:
+            raise RuntimeError(f"the demo fleet did not start: {self._error}")
+        return self.fleet.servers()
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread."""
+        if self.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self.join(timeout=15)

@@ -161,6 +161,7 @@ class Stack:
     broker: LocalKafka | None = None
     children: list[Child] = field(default_factory=list)
     watcher: CaseWatcher | None = None
+    demo: Any = None
 
     def stop(self) -> None:
         if self.watcher is not None:
@@ -168,6 +169,8 @@ class Stack:
         for child in reversed(self.children):
             _say(f"stopping {child.name} (pid {child.proc.pid})")
             child.stop()
+        if self.demo is not None:
+            self.demo.stop()
         if self.broker is not None:
             _say(f"stopping Kafka (pid {self.broker.pid})")
             self.broker.stop()
@@ -214,15 +217,16 @@ def _up(stack: Stack, external_kafka: bool, demo: bool, run_for_s: float | None,
     _say(f"topics ready ({len(created)} created)")
 
     overrides: dict[str, Any] = dict(DEMO_CADENCE) if demo else {}
-    fleet_thread = None
     if demo:
-        fleet_thread = DemoFleetThread()
-        fleet_thread.start()
-        servers = fleet_thread.wait_servers()
+        from fleetwatch.demo_fleet import DemoFleet, DemoFleetThread
+
+        fleet_thread = DemoFleetThread(DemoFleet())
+        servers = fleet_thread.start_serving()
+        stack.demo = fleet_thread
         from probes.inventory import publish_inventory
 
         publish_inventory(settings.kafka_bootstrap, topics, servers, prune=True)
-        _say(f"demo fleet: {len(servers)} servers on {fleet_thread.base_url} (inventory published)")
+        _say(f"demo fleet: {len(servers)} servers on {fleet_thread.fleet.base_url} (inventory published)")
 
     env = worker_env(settings, **overrides)
     logs = settings.data_dir / "logs"
@@ -250,41 +254,4 @@ def _up(stack: Stack, external_kafka: bool, demo: bool, run_for_s: float | None,
         if deadline is not None and time.monotonic() > deadline:
             return 0
         stopping.wait(0.5)
-    if fleet_thread is not None:
-        fleet_thread.stop()
     return 0
-
-
-class DemoFleetThread(threading.Thread):
-    """Serves the demo fleet on its own asyncio loop in a thread of the `up` process."""
-
-    def __init__(self) -> None:
-        super().__init__(name="demo-fleet", daemon=True)
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._fleet: Any = None
-        self.base_url = ""
-
-    def run(self) -> None:
-        from fleetwatch.demo_fleet import run_demo_fleet
-
-        asyncio.set_event_loop(self._loop)
-        self._fleet = self._loop.run_until_complete(run_demo_fleet())
-        self.base_url = self._fleet.base_url
-        self._ready.set()
-        self._loop.run_forever()
-
-    def wait_servers(self) -> list[Any]:
-        if not self._ready.wait(30):
-            raise FleetwatchError("the demo fleet did not start")
-        servers: list[Any] = self._fleet.servers()
-        return servers
-
-    def stop(self) -> None:
-        if self._fleet is not None:
-            fut = asyncio.run_coroutine_threadsafe(self._fleet.stop(), self._loop)
-            with contextlib.suppress(Exception):
-                fut.result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-
-
