@@ -55,9 +55,7 @@ class Settings(BaseSettings):
     )
     probe_concurrency: int = Field(default=200, gt=0, description="Probes in flight per worker at most.")
     probe_worker_id: str = Field(default="", description="This probe worker's id (default: host-pid).")
-    batch_max_results: int = Field(
-        default=500, gt=0, description="Results per ProbeBatch message at most."
-    )
+    batch_max_results: int = Field(default=500, gt=0, description="Results per ProbeBatch message at most.")
     batch_linger_ms: int = Field(
         default=50, ge=0, description="How long a partial ProbeBatch may wait before it is sent."
     )
@@ -68,7 +66,9 @@ class Settings(BaseSettings):
         default=10, ge=1, description="Consecutive failed probes that open a Severity 1 case."
     )
     stream_web_port: int = Field(default=6066, description="Faust worker web port (internal).")
-    stream_metrics_port: int = Field(default=9102, description="Prometheus port of the stream worker (0: off).")
+    stream_metrics_port: int = Field(
+        default=9102, description="Prometheus port of the stream worker (0: off)."
+    )
     stream_app_id: str = Field(
         default="stream", description="Faust app id after the topic prefix (consumer group, changelog names)."
     )

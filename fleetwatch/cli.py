@@ -122,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("server_id")
     hist.add_argument("--limit", type=int, default=20, help="probes to show (default 20)")
 
-    schema = sub.add_parser("schema", help="topic contracts").add_subparsers(dest="schema_command", required=True)
+    schema = sub.add_parser("schema", help="topic contracts").add_subparsers(
+        dest="schema_command", required=True
+    )
     export = schema.add_parser("export", help="write a JSON Schema for each topic's value")
     export.add_argument("--out", default="docs/schemas", help="output directory (default docs/schemas)")
     export.set_defaults(handler=_cmd_schema_export)

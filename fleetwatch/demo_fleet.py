@@ -24,8 +24,8 @@ import hashlib
 import logging
 import math
 import socket
-import threading
 import struct
+import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass

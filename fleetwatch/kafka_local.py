@@ -1,8 +1,8 @@
 """A real single-node Apache Kafka broker (KRaft) on 127.0.0.1, without Docker.
 
 One implementation used by the pytest session fixture, by `fleetwatch up` and by CI:
-1. `ensure_jars()` copies the broker's runtime jars from Maven Central into a cache dir (once; later runs reuse
-   it) with maven-dependency-plugin over `fleetwatch/broker/pom.xml`.
+1. `ensure_jars()` copies the broker's runtime jars from Maven Central into a cache dir (once; later runs
+   reuse it) with maven-dependency-plugin over `fleetwatch/broker/pom.xml`.
 2. `start()` writes server.properties, formats the KRaft data dir once (cluster id kept in the data dir),
    starts `java -Xmx512m ... kafka.Kafka` with its output in a log file, and waits for real readiness: the
    "Kafka Server started" log line, the PLAINTEXT port accepting, and a metadata call answering.
@@ -49,14 +49,21 @@ def ensure_jars(cache: Path | None = None) -> Path:
         return target
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise BrokerError("Maven (mvn) is needed once to fetch the Kafka jars; install it (apt-get install maven)")
+        raise BrokerError(
+            "Maven (mvn) is needed once to fetch the Kafka jars; install it (apt-get install maven)"
+        )
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     cmd = [
-        mvn, "-q", "-B", "-f", str(BROKER_DIR / "pom.xml"),
+        mvn,
+        "-q",
+        "-B",
+        "-f",
+        str(BROKER_DIR / "pom.xml"),
         "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={tmp}",
     ]
     log.info("fetching Kafka %s jars from Maven Central into %s", KAFKA_VERSION, target)
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -159,7 +166,9 @@ class LocalKafka:
         java_home = os.environ.get("JAVA_HOME")
         java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
         if not java:
-            raise BrokerError("Java 17+ is needed for the local Kafka broker (apt-get install openjdk-17-jre)")
+            raise BrokerError(
+                "Java 17+ is needed for the local Kafka broker (apt-get install openjdk-17-jre)"
+            )
         return java
 
     def _format(self, config: Path, classpath: str) -> None:
@@ -169,8 +178,17 @@ class LocalKafka:
         if not id_file.exists():
             id_file.write_text(new_cluster_id())
         cmd = [
-            self._java(), "-Xmx256m", "-cp", classpath, "kafka.tools.StorageTool", "format",
-            "--standalone", "--cluster-id", id_file.read_text().strip(), "--config", str(config),
+            self._java(),
+            "-Xmx256m",
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "--cluster-id",
+            id_file.read_text().strip(),
+            "--config",
+            str(config),
         ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -188,11 +206,18 @@ class LocalKafka:
         app_logs = self.data_dir / "app-logs"
         app_logs.mkdir(exist_ok=True)
         cmd = [
-            self._java(), f"-Xms{min(256, int(self.heap.rstrip('m')))}m", f"-Xmx{self.heap}",
-            "-XX:+UseG1GC", "-XX:MaxDirectMemorySize=256m", "-Djava.awt.headless=true",
+            self._java(),
+            f"-Xms{min(256, int(self.heap.rstrip('m')))}m",
+            f"-Xmx{self.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxDirectMemorySize=256m",
+            "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={app_logs}",
             f"-Dlog4j2.configurationFile={BROKER_DIR / 'log4j2.properties'}",
-            "-cp", classpath, "kafka.Kafka", str(config),
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(config),
         ]
         start_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.log_file.open("ab") as out:
@@ -212,7 +237,9 @@ class LocalKafka:
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
-                raise BrokerError(f"Kafka exited with {self._proc.returncode}; see {self.log_file}:\n{self._tail()}")
+                raise BrokerError(
+                    f"Kafka exited with {self._proc.returncode}; see {self.log_file}:\n{self._tail()}"
+                )
             if not seen_line:
                 with self.log_file.open("rb") as fh:
                     fh.seek(start_offset)

@@ -9,7 +9,6 @@ demo fleet, then the broker, each by its own PID.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -176,7 +175,9 @@ class Stack:
             self.broker.stop()
 
 
-def run_up(settings: Settings, external_kafka: bool, demo: bool = True, run_for_s: float | None = None) -> int:
+def run_up(
+    settings: Settings, external_kafka: bool, demo: bool = True, run_for_s: float | None = None
+) -> int:
     """Run the whole monitor until Ctrl-C (or for `run_for_s` seconds). Returns the exit code."""
     logging.basicConfig(level=logging.WARNING)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +194,9 @@ def run_up(settings: Settings, external_kafka: bool, demo: bool = True, run_for_
         _say("stopped")
 
 
-def _up(stack: Stack, external_kafka: bool, demo: bool, run_for_s: float | None, stopping: threading.Event) -> int:
+def _up(
+    stack: Stack, external_kafka: bool, demo: bool, run_for_s: float | None, stopping: threading.Event
+) -> int:
     settings = stack.settings
     started = time.monotonic()
     if not external_kafka:
@@ -230,8 +233,9 @@ def _up(stack: Stack, external_kafka: bool, demo: bool, run_for_s: float | None,
 
     env = worker_env(settings, **overrides)
     logs = settings.data_dir / "logs"
-    stack.watcher = CaseWatcher(settings.kafka_bootstrap, topics.cases, lambda e: print(format_case_event(e),
-                                                                                          flush=True))
+    stack.watcher = CaseWatcher(
+        settings.kafka_bootstrap, topics.cases, lambda e: print(format_case_event(e), flush=True)
+    )
     stack.watcher.start()
     stack.watcher.ready.wait(30)
     for name in WORKERS:

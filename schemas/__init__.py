@@ -4,7 +4,7 @@ from schemas.cases import CaseEvent, CaseEventType, CaseSource, Severity
 from schemas.deadletter import DeadLetter
 from schemas.inventory import ProbeKind, Server, ServerRole
 from schemas.probes import HealthMetrics, ProbeBatch, ProbeResult
-from schemas.topics import TOPICS, TopicSpec, Topics
+from schemas.topics import TOPICS, Topics, TopicSpec
 
 __all__ = [
     "TOPICS",

@@ -6,6 +6,7 @@ only that item, and the rest of the batch is processed.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,8 +69,6 @@ def item_payload(raw: bytes | None, index: int | None) -> str:
     """The text of a rejected message, or of one item in it, for the dead letter (max 64 KiB)."""
     text = (raw or b"").decode("utf-8", errors="replace")
     if index is not None:
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError, KeyError, IndexError, TypeError):
             text = orjson.dumps(orjson.loads(raw or b"{}")["results"][index]).decode()
-        except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-            pass
     return text[:65536]

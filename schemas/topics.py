@@ -90,9 +90,7 @@ DEAD_LETTER = TopicSpec(
     retention_ms=30 * DAY_MS,
 )
 
-TOPICS: dict[str, TopicSpec] = {
-    spec.name: spec for spec in (INVENTORY, PROBE_RESULTS, CASES, DEAD_LETTER)
-}
+TOPICS: dict[str, TopicSpec] = {spec.name: spec for spec in (INVENTORY, PROBE_RESULTS, CASES, DEAD_LETTER)}
 """Every topic, by unprefixed name."""
 
 

@@ -91,7 +91,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> StreamApp:
     )
     cases_topic = app.topic(names.cases, value_serializer=codec.CASE_EVENT, key_serializer="raw")
     dlq_topic = app.topic(names.dead_letter, value_serializer=codec.DEAD_LETTER, key_serializer="raw")
-    streaks = app.Table("streaks", default=None, partitions=PROBE_RESULTS.partitions, key_type=str)
+    streaks: Any = app.Table("streaks", default=None, partitions=PROBE_RESULTS.partitions, key_type=str)
     # The constructor rejects value_serializer and has already built its changelog topic with "json":
     # set the codec, then rebuild the changelog topic so restored rows decode as ServerStreak too.
     streaks.value_serializer = codec.SERVER_STREAK

@@ -16,7 +16,7 @@ from schemas.deadletter import DeadLetter
 from streams.detector import ServerStreak
 
 
-class PydanticCodec(codecs.Codec):  # type: ignore[misc]
+class PydanticCodec(codecs.Codec):
     """Serialize one pydantic model class as JSON."""
 
     def __init__(self, model: type[BaseModel], **kwargs: Any) -> None:

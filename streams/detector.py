@@ -87,7 +87,8 @@ def _on_success(
     reset = ServerStreak(last_change_at=result.started_at)
     if streak.state is StreakState.FAILING:
         return reset, []
-    assert streak.case_id is not None and streak.first_failure_at is not None
+    assert streak.case_id is not None
+    assert streak.first_failure_at is not None
     down_s = int((result.started_at - streak.first_failure_at).total_seconds())
     recovered = CaseEvent(
         event_id=event_id_for(streak.case_id, CaseEventType.SERVER_RECOVERED),

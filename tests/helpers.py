@@ -49,8 +49,9 @@ def send_results(bootstrap: str, topic: str, results: list[ProbeResult], tag: st
         by_part.setdefault(partition_of(r.server_id), []).append(r)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for part, items in sorted(by_part.items()):
-        batch = ProbeBatch(batch_id=f"{tag}-{part}-{time.monotonic_ns()}", worker_id="test", partition=part,
-                           results=items)
+        batch = ProbeBatch(
+            batch_id=f"{tag}-{part}-{time.monotonic_ns()}", worker_id="test", partition=part, results=items
+        )
         producer.send(topic, value=batch.model_dump_json().encode(), partition=part)
     producer.flush()
     producer.close()
@@ -104,8 +105,13 @@ def fleetwatch_env(**settings: object) -> dict[str, str]:
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start `fleetwatch <args>` as a child process, output to a log file."""
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "fleetwatch.cli", *args], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-m", "fleetwatch.cli", *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def stop(proc: subprocess.Popen[bytes], kill: bool = False) -> None:

@@ -89,8 +89,11 @@ def test_down_server_opens_one_sev1_and_history_lands_in_clickhouse(
     healthy = wait_for(lambda: (_get(f"{sink}/api/history/e2e-ok-1") or {}).get("probes"), 60, "healthy rows")
     assert all(p["ok"] for p in healthy)
     # still exactly one case: more failures of the same outage open nothing new
-    more = wait_for(lambda: len((_get(f"{sink}/api/history/e2e-down?limit=50") or {"probes": []})["probes"]) >= 15,
-                    60, "more failed probes")
+    more = wait_for(
+        lambda: len((_get(f"{sink}/api/history/e2e-down?limit=50") or {"probes": []})["probes"]) >= 15,
+        60,
+        "more failed probes",
+    )
     assert more
     assert [e.type.value for e in events()] == ["case.opened"]
     for name, proc in workers["procs"].items():
@@ -98,7 +101,9 @@ def test_down_server_opens_one_sev1_and_history_lands_in_clickhouse(
     cases.close()
 
 
-def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     """The README's run command as a user runs it (against the session broker; `up` starts the rest)."""
     sink_port = free_port()
     env = fleetwatch_env(
@@ -112,9 +117,15 @@ def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(kafka_bootstr
     )
     out = tmp_path / "up.out"
     with out.open("wb") as fh:
-        up = subprocess.Popen([sys.executable, "-m", "fleetwatch.cli", "up"], env=env, stdout=fh,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        up = subprocess.Popen(
+            [sys.executable, "-m", "fleetwatch.cli", "up"],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     try:
+
         def first_sev1() -> str | None:
             assert up.poll() is None, out.read_text()[-3000:]
             lines = out.read_text().splitlines()
@@ -122,15 +133,24 @@ def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(kafka_bootstr
 
         line = wait_for(first_sev1, 180, "the demo's first Sev1 on up's output")
         assert "SEV1" in line
+
         def history() -> str | None:
-            shown = subprocess.run([sys.executable, "-m", "fleetwatch.cli", "history", "demo-srv-03"], env=env,
-                                   capture_output=True, text=True, timeout=60)
+            shown = subprocess.run(
+                [sys.executable, "-m", "fleetwatch.cli", "history", "demo-srv-03"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert shown.returncode == 0, shown.stderr
             return shown.stdout if "case.opened" in shown.stdout else None
 
         assert "FAIL" in wait_for(history, 60, "the case in `fleetwatch history` while up runs")
-        children = [int(x.split("pid ")[1].split(",")[0]) for x in out.read_text().splitlines()
-                    if "worker started (pid" in x]
+        children = [
+            int(x.split("pid ")[1].split(",")[0])
+            for x in out.read_text().splitlines()
+            if "worker started (pid" in x
+        ]
         assert len(children) == 3
     finally:
         up.send_signal(signal.SIGINT)

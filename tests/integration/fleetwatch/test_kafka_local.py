@@ -44,6 +44,6 @@ def test_produce_consume_round_trip(kafka_bootstrap: str, topics: Topics) -> Non
 
 def test_no_auto_create(kafka_bootstrap: str) -> None:
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, max_block_ms=3000)
-    with pytest.raises(Exception, match="(?i)timeout|unknown|not"):
+    with pytest.raises(Exception, match=r"(?i)timeout|unknown|not"):
         producer.send("never-created-topic", b"x").get(timeout=5)
     producer.close(timeout=1)

@@ -64,11 +64,13 @@ def test_tenth_failure_opens_one_case_and_success_recovers(
     healthy = [result(f"srv-ok-{i}", n, ok=True) for i in range(2) for n in range(12)]
     send_results(kafka_bootstrap, topics.probe_results, down[:9] + healthy)
     reader = TopicReader(kafka_bootstrap, topics.cases)
-    send_results(kafka_bootstrap, topics.probe_results, down[9:] + [result("srv-down", 12, ok=True)])
+    send_results(kafka_bootstrap, topics.probe_results, [*down[9:], result("srv-down", 12, ok=True)])
     events = wait_for(lambda: len(case_events(reader)) >= 2 and case_events(reader), 90, "case events")
     assert [e.type.value for e in events] == ["case.opened", "server.recovered"]
     opened = events[0]
-    assert opened.severity == 1 and opened.source.value == "monitor" and opened.server_id == "srv-down"
+    assert opened.severity == 1
+    assert opened.source.value == "monitor"
+    assert opened.server_id == "srv-down"
     assert opened.at == down[9].started_at  # exactly the 10th failure
     assert events[1].case_id == opened.case_id
     reader.close()
@@ -78,9 +80,7 @@ def test_malformed_message_goes_to_dead_letter_and_pipeline_goes_on(
     worker: StreamWorker, kafka_bootstrap: str, topics: Topics
 ) -> None:
     send_raw(kafka_bootstrap, topics.probe_results, b"{not json", partition=0)
-    bad_item = (
-        b'{"batch_id":"x","worker_id":"w","partition":1,"results":[{"server_id":"s"}]}'
-    )
+    bad_item = b'{"batch_id":"x","worker_id":"w","partition":1,"results":[{"server_id":"s"}]}'
     send_raw(kafka_bootstrap, topics.probe_results, bad_item, partition=1)
     send_results(kafka_bootstrap, topics.probe_results, [result("srv-x", n, ok=False) for n in range(10)])
     dlq = TopicReader(kafka_bootstrap, topics.dead_letter)

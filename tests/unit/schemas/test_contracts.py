@@ -57,16 +57,20 @@ def test_decode_batch_keeps_good_items_and_reports_bad_ones() -> None:
 def test_decode_rejects_bad_envelopes(raw: bytes | None, reason: str) -> None:
     decoded = decode_probe_batch(raw)
     assert decoded.results == []
-    assert decoded.rejected[0][0] is None and reason in decoded.rejected[0][1]
+    assert decoded.rejected[0][0] is None
+    assert reason in decoded.rejected[0][1]
 
 
 def test_batch_round_trip() -> None:
-    batch = ProbeBatch(batch_id="w:1", worker_id="w", partition=2, results=[result("s", i, ok=True) for i in range(3)])
+    batch = ProbeBatch(
+        batch_id="w:1", worker_id="w", partition=2, results=[result("s", i, ok=True) for i in range(3)]
+    )
     assert decode_probe_batch(batch.model_dump_json().encode()).results == batch.results
 
 
 def test_topic_names_and_registry() -> None:
     names = Topics("p.")
-    assert names.cases == "p.cases" and names.probe_results == "p.probe-results"
+    assert names.cases == "p.cases"
+    assert names.probe_results == "p.probe-results"
     assert TOPICS["fleet-inventory"].cleanup_policy == "compact"
     assert TOPICS["probe-results"].config()["message.timestamp.type"] == "LogAppendTime"

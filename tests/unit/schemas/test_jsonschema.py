@@ -36,6 +36,10 @@ def test_case_event_validates_against_published_schema() -> None:
 
 
 def test_probe_batch_schema_accepts_a_batch() -> None:
-    batch = {"batch_id": "w:1", "worker_id": "w", "partition": 0,
-             "results": [json.loads(result("s", 0, ok=True).model_dump_json())]}
+    batch = {
+        "batch_id": "w:1",
+        "worker_id": "w",
+        "partition": 0,
+        "results": [json.loads(result("s", 0, ok=True).model_dump_json())],
+    }
     jsonschema.validate(batch, topic_schema(PROBE_RESULTS))

@@ -23,7 +23,7 @@ def stream(tmp_path: Path) -> Iterator[StreamApp]:
     app.app.finalize()
     app.app.conf.store = "memory://"
     app.app.flow_control.resume()
-    yield app
+    return app
 
 
 def _batch(results: list) -> bytes:
@@ -51,7 +51,9 @@ async def test_agent_opens_case_writes_table_only_on_change_and_dead_letters(str
         await agent.put(_batch([result("down", 9, ok=False)]))
         assert stream.streaks["down"].state is StreakState.OPEN
     assert [c.type.value for c in cases] == ["case.opened"]
-    assert len(letters) == 1 and letters[0].reason.startswith("not JSON") and letters[0].consumer == "stream"
+    assert len(letters) == 1
+    assert letters[0].reason.startswith("not JSON")
+    assert letters[0].consumer == "stream"
 
 
 def test_codec_round_trip() -> None:

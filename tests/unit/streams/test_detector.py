@@ -28,7 +28,8 @@ def fails(n: int, start: int = 0, server: str = "s1") -> list:
 def test_nine_failures_open_nothing() -> None:
     state, events = run(fails(9))
     assert events == []
-    assert state.state is StreakState.FAILING and state.failures == 9
+    assert state.state is StreakState.FAILING
+    assert state.failures == 9
 
 
 def test_tenth_failure_opens_exactly_one_sev1_monitor_case() -> None:
@@ -36,27 +37,33 @@ def test_tenth_failure_opens_exactly_one_sev1_monitor_case() -> None:
     assert len(events) == 1
     opened = events[0]
     assert opened.type is CaseEventType.CASE_OPENED
-    assert opened.severity is Severity.SEV1 and opened.source is CaseSource.MONITOR
+    assert opened.severity is Severity.SEV1
+    assert opened.source is CaseSource.MONITOR
     assert opened.at == result("s1", 9, ok=False).started_at
     assert opened.case_id == monitor_case_id("s1", T0)
     assert opened.details["failures"] == 10
-    assert state.state is StreakState.OPEN and state.case_id == opened.case_id
+    assert state.state is StreakState.OPEN
+    assert state.case_id == opened.case_id
 
 
 def test_further_failures_while_open_change_nothing() -> None:
     state, _ = run(fails(10))
     after, events = observe(state, result("s1", 10, ok=False), NOW)
-    assert events == [] and after is state
+    assert events == []
+    assert after is state
 
 
 def test_success_resets_the_streak_without_event() -> None:
     state, events = run([*fails(9), result("s1", 9, ok=True), *fails(9, start=10)])
     assert events == []
-    assert state.failures == 9 and state.first_failure_at == result("s1", 10, ok=False).started_at
+    assert state.failures == 9
+    assert state.first_failure_at == result("s1", 10, ok=False).started_at
 
 
 def test_first_success_after_open_emits_recovery_for_that_case() -> None:
-    state, events = run([*fails(10), *fails(3, start=10), result("s1", 13, ok=True), result("s1", 14, ok=True)])
+    state, events = run(
+        [*fails(10), *fails(3, start=10), result("s1", 13, ok=True), result("s1", 14, ok=True)]
+    )
     assert [e.type for e in events] == [CaseEventType.CASE_OPENED, CaseEventType.SERVER_RECOVERED]
     assert events[1].case_id == events[0].case_id
     assert events[1].details["outage_seconds"] == 13 * 60
@@ -66,7 +73,8 @@ def test_first_success_after_open_emits_recovery_for_that_case() -> None:
 def test_a_new_outage_is_a_new_case() -> None:
     _, events = run([*fails(10), result("s1", 10, ok=True), *fails(10, start=11)])
     opened = [e for e in events if e.type is CaseEventType.CASE_OPENED]
-    assert len(opened) == 2 and opened[0].case_id != opened[1].case_id
+    assert len(opened) == 2
+    assert opened[0].case_id != opened[1].case_id
 
 
 @pytest.mark.parametrize("threshold", [1, 3, 25])
@@ -84,14 +92,16 @@ def test_invalid_threshold_is_refused() -> None:
 
 def test_healthy_server_never_changes_state() -> None:
     after, events = observe(INITIAL, result("s1", 0, ok=True), NOW)
-    assert after is INITIAL and events == []
+    assert after is INITIAL
+    assert events == []
 
 
 def test_replayed_results_are_ignored() -> None:
     state, _ = run(fails(6))
     replayed, events = run(fails(6), start=state)
-    assert replayed is state and events == []
-    final, events = run(fails(4, start=6), start=replayed)
+    assert replayed is state
+    assert events == []
+    _final, events = run(fails(4, start=6), start=replayed)
     assert [e.type for e in events] == [CaseEventType.CASE_OPENED]
 
 
@@ -106,7 +116,8 @@ def test_old_success_replayed_while_failing_is_ignored() -> None:
     old_ok = result("s1", 0, ok=True)
     state, _ = run(fails(5, start=1))
     after, events = observe(state, old_ok, NOW)
-    assert after is state and events == []
+    assert after is state
+    assert events == []
 
 
 def test_servers_do_not_share_state() -> None:
