@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         default=50, ge=0, description="How long a partial ProbeBatch may wait before it is sent."
     )
     probe_metrics_port: int = Field(default=9101, description="Prometheus port of the probe worker (0: off).")
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of the probe and stream workers' /metrics (0.0.0.0 in containers).",
+    )
 
     # -- stream (Faust) ------------------------------------------------------------------------------
     failure_threshold: int = Field(

@@ -501,7 +501,7 @@ async def _main(settings: Settings, clock: Clock | None) -> None:
     worker = await asyncio.to_thread(ProbeWorker.from_settings, settings, clock=clock)
     metrics_server = None
     if settings.probe_metrics_port:
-        metrics_server = worker.metrics.serve(settings.probe_metrics_port)
+        metrics_server = worker.metrics.serve(settings.probe_metrics_port, addr=settings.metrics_host)
         log.info("probe metrics on :%d/metrics", settings.probe_metrics_port)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -22,7 +22,7 @@ def run(settings: Settings) -> None:
     if settings.create_topics:
         ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix))
     if settings.stream_metrics_port:
-        start_http_server(settings.stream_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.stream_metrics_port, addr=settings.metrics_host)
     stream = create_app(settings)
     level = settings.log_level.upper()
     worker = faust.Worker(
