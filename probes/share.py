@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -157,6 +158,14 @@ class KafkaShare:
                 heartbeat_interval_ms=self._heartbeat_interval_ms,
                 max_poll_records=2000,
             )
+            # Join only once this client knows the topic's partitions: a group leader that assigns before its
+            # metadata has them logs "No partition metadata" and leaves every member with nothing to probe.
+            deadline = time.monotonic() + 30.0
+            while not consumer.partitions_for_topic(self.topic):
+                if time.monotonic() > deadline:
+                    consumer.close()
+                    raise BrokerError(f"inventory topic {self.topic} has no partitions (not created?)")
+                time.sleep(0.2)
             consumer.subscribe([self.topic], listener=_Listener(self))
         except KafkaError as exc:
             raise BrokerError(f"cannot join probe group {self.group_id} at {self.bootstrap}: {exc}") from exc

@@ -36,7 +36,8 @@ class DecodedBatch:
     """(item index or None for the whole message, reason) of what was rejected."""
 
 
-def _reason(err: ValidationError) -> str:
+def validation_reason(err: ValidationError) -> str:
+    """A short, readable reason from a pydantic error (first five problems)."""
     parts = []
     for e in err.errors()[:5]:
         loc = ".".join(str(p) for p in e["loc"]) or "(root)"
@@ -55,13 +56,13 @@ def decode_probe_batch(raw: bytes | None) -> DecodedBatch:
     try:
         envelope = _LooseBatch.model_validate(data)
     except ValidationError as exc:
-        return DecodedBatch(rejected=[(None, f"not a ProbeBatch envelope: {_reason(exc)}")])
+        return DecodedBatch(rejected=[(None, f"not a ProbeBatch envelope: {validation_reason(exc)}")])
     out = DecodedBatch(batch_id=envelope.batch_id)
     for index, item in enumerate(envelope.results):
         try:
             out.results.append(ProbeResult.model_validate(item))
         except ValidationError as exc:
-            out.rejected.append((index, f"invalid ProbeResult: {_reason(exc)}"))
+            out.rejected.append((index, f"invalid ProbeResult: {validation_reason(exc)}"))
     return out
 
 

@@ -398,6 +398,7 @@ class ClickHouseSink:
             stop.wait(2 * self._retry_base_s)
             return 0
         for tp in self._rebalances.take():
+            self.stats.last_message_at = time.monotonic()  # burst idleness counts from (re)assignment
             dropped = self.chunker.reset(tp.topic, tp.partition)
             self._ready = [c for c in self._ready if (c.topic, c.partition) != (tp.topic, tp.partition)]
             if dropped is not None:
@@ -473,6 +474,7 @@ class ClickHouseSink:
                 break
             if (
                 max_idle_s is not None
+                and (self._rebalances.assigned or self.stats.messages)
                 and time.monotonic() - self.stats.last_message_at >= max_idle_s
                 and self.idle()
             ):

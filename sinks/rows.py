@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from fleetcore.clock import to_epoch_ms
 from schemas.cases import CaseEvent
 from schemas.deadletter import DeadLetter
-from schemas.envelope import decode_probe_batch, item_payload
+from schemas.envelope import decode_probe_batch, item_payload, validation_reason
 from schemas.probes import ProbeResult
 
 Row = tuple[Any, ...]
@@ -131,14 +131,6 @@ def decode_probe_message(raw: bytes | None, topic: str, partition: int, offset: 
     return out
 
 
-def _reason(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors()[:5]:
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        parts.append(f"{loc}: {e['msg']}")
-    return "; ".join(parts)
-
-
 def decode_case_message(raw: bytes | None, topic: str, partition: int, offset: int) -> DecodedMessage:
     """The row of one CaseEvent message, or its rejection."""
     payload = (raw or b"").decode("utf-8", errors="replace")[:65536]
@@ -147,7 +139,9 @@ def decode_case_message(raw: bytes | None, topic: str, partition: int, offset: i
     try:
         event = CaseEvent.model_validate_json(raw)
     except ValidationError as exc:
-        return DecodedMessage(rejected=[Rejected(None, f"not a CaseEvent: {_reason(exc)}", payload)])
+        return DecodedMessage(
+            rejected=[Rejected(None, f"not a CaseEvent: {validation_reason(exc)}", payload)]
+        )
     if not MIN_TIME <= event.at <= MAX_TIME:
         why = f"at {event.at.isoformat()} is outside 1900..2299"
         return DecodedMessage(rejected=[Rejected(None, f"cannot store CaseEvent: {why}", payload)])

@@ -83,7 +83,9 @@ class TopicReader:
         self.consumer.close()
 
 
-def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "condition") -> T:
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float = 60.0, what: str = "condition", interval: float = 0.05
+) -> T:
     """Poll `predicate` until it returns a truthy value or the deadline passes."""
     deadline = time.monotonic() + timeout
     while True:
@@ -92,7 +94,7 @@ def wait_for(predicate: Callable[[], T], timeout: float = 60.0, what: str = "con
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)  # poll interval of the deadline loop, not a wait for a result
+        time.sleep(interval)  # poll interval of the deadline loop, not a wait for a result
 
 
 def fleetwatch_env(**settings: object) -> dict[str, str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,9 +12,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from fleetcore.clock import to_epoch_ms
 from fleetcore.settings import Settings
+from fleetwatch.kafka_local import free_port  # noqa: F401 - re-exported for the tests here
 from schemas.cases import CaseEvent, CaseEventType, CaseSource, Severity, event_id_for, monitor_case_id
 from schemas.probes import ProbeBatch, ProbeResult
 from schemas.topics import Topics
+from tests.helpers import wait_for  # noqa: F401 - re-exported for the tests here
 
 T = TypeVar("T")
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -105,24 +105,6 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout_s: float = 30.0) 
         return out
     finally:
         consumer.close()
-
-
-def wait_for(check: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.05) -> T:
-    """Poll `check` until it returns a truthy value, or fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(interval_s)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

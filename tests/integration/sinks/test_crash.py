@@ -134,7 +134,7 @@ def test_kill_9_mid_stream_and_restart_stores_every_result_once(
             lambda: (c := http_counts(base)) is not None and c["probe_rows"] >= total,
             180,
             "every result stored after the restart",
-            interval_s=0.2,
+            interval=0.2,
         )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, log_path.read_text()[-3000:]
