@@ -171,59 +171,72 @@ def health_body(server_id: str, elapsed_s: float) -> dict[str, float | int | str
 
 
 class _TcpEndpoint:
-    """One tcp demo server: a listening socket that can be closed and reopened on the same port."""
+    """One tcp demo server: a listening socket that can be closed and reopened on the same port.
+
+    The loop watches the socket with `add_reader`; accepted connections are closed at once (a tcp probe only
+    needs the connect to succeed). `open` and `close` take effect synchronously, and `close` unregisters
+    the socket before closing it: a selector entry left for a closed socket would be inherited by the next
+    socket that gets its fd number (that socket's connect then fails with FileNotFoundError). An
+    `asyncio.start_server` task in between had such windows (closed while the task was starting the server,
+    or after it finished but before its done callback ran).
+    """
 
     def __init__(self, host: str) -> None:
         self.host = host
         self.port = 0
-        self.server: asyncio.Server | None = None
-        self.starting: asyncio.Task[asyncio.Server] | None = None
         self.sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def listening(self) -> bool:
         return self.sock is not None
 
     def open(self) -> None:
-        """Listen now (the kernel accepts connections at once; asyncio serves them shortly after)."""
+        """Listen now (from the loop's thread): connections are accepted and closed from here on."""
         if self.sock is not None:
             return
+        loop = asyncio.get_running_loop()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
-        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            sock.listen(128)
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._accept, sock)
+        except BaseException:
+            sock.close()
+            raise
         self.port = sock.getsockname()[1]
         self.sock = sock
-        self.starting = asyncio.get_running_loop().create_task(asyncio.start_server(_tcp_accept, sock=sock))
-        self.starting.add_done_callback(self._started)
+        self._loop = loop
 
-    def _started(self, task: asyncio.Task[asyncio.Server]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            return
-        server = task.result()
-        if self.starting is task:
-            self.server = server
-        else:  # closed again before it was served
-            server.close()
+    def _accept(self, sock: socket.socket) -> None:
+        for _ in range(128):  # what is waiting now; the loop calls again for more
+            try:
+                conn, _addr = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: pause a second rather than spin (as asyncio's servers do)
+                log.warning("demo tcp server on port %d could not accept: %s", self.port, exc)
+                if self._loop is not None and self.sock is sock:
+                    self._loop.remove_reader(sock.fileno())
+                    self._loop.call_later(1.0, self._resume, sock)
+                return
+            conn.close()
+
+    def _resume(self, sock: socket.socket) -> None:
+        if self._loop is not None and self.sock is sock:  # not closed (or reopened) meanwhile
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
 
     def close(self) -> None:
         """Stop listening now: new connections are refused."""
-        if self.starting is not None and not self.starting.done():
-            self.starting.cancel()
-        self.starting = None
-        if self.server is not None:
-            self.server.close()
-            self.server = None
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-
-async def _tcp_accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+        sock, loop = self.sock, self._loop
+        self.sock = self._loop = None
+        if sock is None:
+            return
+        if loop is not None and not loop.is_closed():
+            loop.remove_reader(sock.fileno())  # before the fd is closed and its number reused
+        sock.close()
 
 
 class DemoFleet:

@@ -165,6 +165,27 @@ async def test_tcp_server_down_and_up(fleet: tuple[DemoFleet, ManualClock]) -> N
     assert (await probe(demo, "demo-tcp-01")).ok  # listening again at once, same port
 
 
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_tcp_server_closed_right_after_start_leaves_nothing_behind(turns: int) -> None:
+    """A tcp server set down a few loop turns after start (as a test does right after its fleet fixture):
+    the next socket of the process, which gets the closed port's fd number, works normally."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        async with DemoFleet(script=[], timeout_s=0.5) as demo:
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            demo.set_down("demo-tcp-02")
+            results = [await probe(demo, "demo-srv-01") for _ in range(3)]
+            assert (await probe(demo, "demo-tcp-02")).error_class == "refused"
+            assert (await probe(demo, "demo-tcp-01")).ok
+    finally:
+        loop.set_exception_handler(None)
+    assert [r.error_message for r in results if not r.ok] == []
+    assert [str(e.get("exception") or e["message"]) for e in errors] == []
+
+
 async def test_scripted_tcp_outage_follows_the_clock(fleet: tuple[DemoFleet, ManualClock]) -> None:
     demo, clock = fleet
     assert (await probe(demo, "demo-tcp-02")).ok
