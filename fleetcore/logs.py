@@ -15,5 +15,5 @@ def setup_logging(level: str = "INFO") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler._fleetwatch = True  # type: ignore[attr-defined]
         root.addHandler(handler)
-    for noisy in ("kafka", "aiokafka", "faust", "mode", "urllib3"):
+    for noisy in ("kafka", "aiokafka", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

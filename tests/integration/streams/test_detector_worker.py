@@ -39,6 +39,14 @@ class StreamWorker:
         if self.proc is not None:
             stop(self.proc, kill=kill)
 
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def ready_count(self) -> int:
+        """How many times a worker writing to this log has said it is ready (after recovery)."""
+        return self.log.read_text(errors="replace").count("[^Worker]: Ready") if self.log.exists() else 0
+
 
 @pytest.fixture
 def worker(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[StreamWorker]:
@@ -105,11 +113,23 @@ def test_kill_after_sixth_failure_still_opens_exactly_once(
     changelog.close()
     worker.stop(kill=True)
     worker.start()
+    wait_for(lambda: worker.ready_count() >= 2, 120, f"the restarted worker to recover:\n{worker.log_tail()}")
     send_results(kafka_bootstrap, topics.probe_results, fails[6:])
     # a success afterwards gives a sentinel: its recovery event comes after any duplicate case.opened
     send_results(kafka_bootstrap, topics.probe_results, [result("srv-crash", 10, ok=True)])
     reader = TopicReader(kafka_bootstrap, topics.cases)
-    wait_for(lambda: any(e.type.value == "server.recovered" for e in case_events(reader)), 120, "recovery")
+
+    def recovered() -> bool:
+        assert worker.proc is not None
+        assert worker.proc.poll() is None, worker.log_tail()
+        return any(e.type.value == "server.recovered" for e in case_events(reader))
+
+    try:
+        wait_for(recovered, 120, "recovery")
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}; events {case_events(reader)}; stream log:\n{worker.log_tail()}"
+        ) from exc
     events = case_events(reader)
     opened = [e for e in events if e.type.value == "case.opened"]
     assert len(opened) == 1
