@@ -112,7 +112,7 @@ def main() -> None:
             )
             time.sleep(args.every)
     finally:
-        up.send_signal(signal.SIGINT)
+        up.send_signal(signal.SIGTERM)
         up.wait(timeout=120)
     first, last = samples[0][1], samples[-1][1]
     totals = [(t, sum(s.values())) for t, s in samples]

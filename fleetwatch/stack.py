@@ -183,6 +183,9 @@ def run_up(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     stack = Stack(settings)
     stopping = threading.Event()
+    # Ctrl-C and SIGTERM both stop the stack in order. SIGINT is set explicitly: a process started in the
+    # background by a non-interactive shell inherits SIGINT as ignored, and Python then keeps ignoring it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
         return _up(stack, external_kafka, demo, run_for_s, stopping)
