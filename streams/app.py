@@ -107,6 +107,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> StreamApp:
 
     outputs = Outputs(case=send_case, dead_letter=send_dead_letter)
     threshold = settings.failure_threshold
+    ok_results, failed_results = RESULTS.labels("ok"), RESULTS.labels("failed")
 
     async def detect(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
@@ -127,8 +128,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> StreamApp:
                         rejected_at=now,
                     )
                 )
+            failed = 0
             for result in decoded.results:
-                RESULTS.labels("ok" if result.ok else "failed").inc()
+                failed += not result.ok
                 before: ServerStreak = streaks.get(result.server_id) or INITIAL
                 after, events = observe(before, result, now, threshold)
                 for case_event in events:
@@ -137,6 +139,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> StreamApp:
                 if after is not before:
                     TABLE_WRITES.inc()
                     streaks[result.server_id] = after
+            ok_results.inc(len(decoded.results) - failed)
+            failed_results.inc(failed)
             yield None
 
     agent = app.agent(results_topic, name="detector", concurrency=1)(detect)
