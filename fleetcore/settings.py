@@ -69,6 +69,16 @@ class Settings(BaseSettings):
     failure_threshold: int = Field(
         default=10, ge=1, description="Consecutive failed probes that open a Severity 1 case."
     )
+    stream_batch_max: int = Field(
+        default=40,
+        gt=0,
+        description="ProbeBatch messages the detector takes at once (table writes coalesce).",
+    )
+    stream_batch_within_ms: int = Field(
+        default=10,
+        gt=0,
+        description="How long the detector waits to fill a take (adds at most this latency).",
+    )
     stream_web_port: int = Field(default=6066, description="Faust worker web port (internal).")
     stream_metrics_port: int = Field(
         default=9102, description="Prometheus port of the stream worker (0: off)."

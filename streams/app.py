@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -108,38 +109,56 @@ def create_app(settings: Settings, clock: Clock | None = None) -> StreamApp:
     outputs = Outputs(case=send_case, dead_letter=send_dead_letter)
     threshold = settings.failure_threshold
     ok_results, failed_results = RESULTS.labels("ok"), RESULTS.labels("failed")
+    within_s = settings.stream_batch_within_ms / 1000
 
-    async def detect(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
-            message = event.message
-            decoded = decode_probe_batch(event.value)
+    async def dead_letter(event: Any, index: int | None, reason: str, now: datetime) -> None:
+        message = event.message
+        DEAD_LETTERS.inc()
+        await outputs.dead_letter(
+            DeadLetter(
+                source_topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                item=index,
+                consumer="stream",
+                reason=reason,
+                payload=item_payload(event.value, index),
+                rejected_at=now,
+            )
+        )
+
+    async def detect(stream: Any) -> AsyncIterator[None]:  # a faust Stream of raw envelopes
+        # Takes up to stream_batch_max envelopes (or what came within stream_batch_within_ms) and writes each
+        # server's changed streak once per take: one changelog message instead of one per changed result.
+        # Faust acks the take's events only after this body, so offsets never run ahead of the writes.
+        async for events in stream.take_events(settings.stream_batch_max, within=within_s):
             now = clock.now()
-            for index, reason in decoded.rejected:
-                DEAD_LETTERS.inc()
-                await outputs.dead_letter(
-                    DeadLetter(
-                        source_topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        item=index,
-                        consumer="stream",
-                        reason=reason,
-                        payload=item_payload(event.value, index),
-                        rejected_at=now,
+            changed: dict[str, tuple[int, ServerStreak]] = {}
+            failed = total = 0
+            for event in events:
+                decoded = decode_probe_batch(event.value)
+                for index, reason in decoded.rejected:
+                    await dead_letter(event, index, reason, now)
+                partition = event.message.partition
+                for result in decoded.results:
+                    failed += not result.ok
+                    pending = changed.get(result.server_id)
+                    before: ServerStreak = (
+                        pending[1] if pending else (streaks.get(result.server_id) or INITIAL)
                     )
-                )
-            failed = 0
-            for result in decoded.results:
-                failed += not result.ok
-                before: ServerStreak = streaks.get(result.server_id) or INITIAL
-                after, events = observe(before, result, now, threshold)
-                for case_event in events:
-                    CASE_EVENTS.labels(case_event.type.value).inc()
-                    await outputs.case(case_event)
-                if after is not before:
-                    TABLE_WRITES.inc()
-                    streaks[result.server_id] = after
-            ok_results.inc(len(decoded.results) - failed)
+                    after, case_events = observe(before, result, now, threshold)
+                    for case_event in case_events:
+                        CASE_EVENTS.labels(case_event.type.value).inc()
+                        await outputs.case(case_event)
+                    if after is not before:
+                        changed[result.server_id] = (partition, after)
+                total += len(decoded.results)
+            for server_id, (partition, streak) in changed.items():
+                # the changelog partition is the source partition: a server's results all land on one
+                streaks.data[server_id] = streak
+                streaks.send_changelog(partition, server_id, streak)
+            TABLE_WRITES.inc(len(changed))
+            ok_results.inc(total - failed)
             failed_results.inc(failed)
             yield None
 
