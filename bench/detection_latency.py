@@ -12,7 +12,7 @@ outside the healthy fleet:
 Latency = arrival - t0, so it includes the produce round trip, the worker's fetch, decode and detection,
 its case send (producer_linger, acks=all) and the reader's fetch. Also shown: the acks=all round trip alone.
 
-    .venv/bin/python bench/detection_latency.py [--quick] [--outages N] [--loads 1000,10000] [--proposal]
+    .venv/bin/python bench/detection_latency.py [--quick] [--outages N] [--loads 1000,10000]
 """
 
 from __future__ import annotations
@@ -296,20 +296,12 @@ def main() -> None:
         help="max s to wait for other CPU load to settle before "
         "each measurement, at most 90 s in all (default 15; quick 0)",
     )
-    parser.add_argument(
-        "--proposal",
-        action="store_true",
-        help="also measure the proposed agent body "
-        "(bench/_faust_proposal_worker.py: coalesced table writes, take within 10 ms)",
-    )
     args = parser.parse_args()
     outages = args.outages or (30 if args.quick else 100)
     loads = [int(x) for x in (args.loads or ("1000" if args.quick else "1000,10000")).split(",")]
     per_run = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 15.0)
     quiet = QuietGate(per_run, total=90.0)
     workers = {"fleetwatch stream": ["-m", "fleetwatch.cli", "stream"]}
-    if args.proposal:
-        workers["proposal"] = [str(Path(__file__).resolve().parent / "_faust_proposal_worker.py")]
 
     print_machine("detection latency: 10th failure produced -> case.opened readable")
     rows: list[list[object]] = []

@@ -17,7 +17,6 @@ last (start-up and group join excluded; reported separately as start-up). Afterw
 is read back and its case.opened / server.recovered events compared with what the fleet's pattern implies.
 
     .venv/bin/python bench/detector_throughput.py [--quick] [--results N] [--repeat N] [--no-quix-batch]
-        [--proposal]
 """
 
 from __future__ import annotations
@@ -64,7 +63,6 @@ BENCH = Path(__file__).resolve().parent
 FAUST = "faust: fleetwatch stream, envelopes"
 QUIX_SINGLE = "quix: 1 result/message"
 QUIX_BATCH = "quix: envelopes"
-PROPOSAL = "faust, proposal: coalesced writes"
 
 
 @dataclass
@@ -168,7 +166,6 @@ class Bench:
     quix_batch: bool
     quiet: QuietGate
     faust_conf: str | None
-    proposal: bool
     _batches: list[tuple[int, bytes]] = field(default_factory=list, repr=False)
 
     def measure(
@@ -207,13 +204,9 @@ class Bench:
         )
         return run
 
-    def faust(self, mix: Mix, topics: Topics, messages: int, rep: int, proposal: bool = False) -> Run:
-        """The stream worker (or the proposal) over a fresh copy of the envelopes."""
-        name = f"faust-{'proposal-' if proposal else ''}{mix.slug}-{rep}"
-        if proposal:  # its own consumer group and changelog, same input and case topic names
-            topics = Topics(f"{topics.prefix}proposal.")
-            ensure_topics(self.bootstrap, topics)
-            produce_envelopes(self.bootstrap, topics.probe_results, self._batches)
+    def faust(self, mix: Mix, topics: Topics, messages: int, rep: int) -> Run:
+        """The stream worker over the envelopes."""
+        name = f"faust-{mix.slug}-{rep}"
         env = fleet_env(
             kafka_bootstrap=self.bootstrap,
             topic_prefix=topics.prefix,
@@ -225,8 +218,8 @@ class Bench:
         )
         if self.faust_conf:
             env["BENCH_FAUST_CONF"] = self.faust_conf
-        args = [str(BENCH / ("_faust_proposal_worker.py" if proposal else "_faust_worker.py"))]
-        run = self.measure(PROPOSAL if proposal else FAUST, mix, args, env, topics.cases, messages, name)
+        args = [str(BENCH / "_faust_worker.py")]
+        run = self.measure(FAUST, mix, args, env, topics.cases, messages, name)
         changelog = f"{topics.prefix}{STREAM_APP_ID}-streaks-changelog"
         run.changelog, run.misplaced = changelog_placement(self.bootstrap, changelog)
         return run
@@ -274,8 +267,6 @@ class Bench:
             runs.append(self.quix(mix, "single", single, topics.prefix, mix.fleet.results, rep))
             if self.quix_batch:
                 runs.append(self.quix(mix, "batch", topics.probe_results, topics.prefix, len(batches), rep))
-            if self.proposal:
-                runs.append(self.faust(mix, topics, len(batches), rep, proposal=True))
         return runs
 
 
@@ -311,8 +302,8 @@ def report(runs: list[Run], mixes: list[Mix]) -> bool:
                     len(mine),
                 ]
             )
-            for faust in (FAUST, PROPOSAL):
-                if faust in wall and app not in (FAUST, PROPOSAL):
+            for faust in (FAUST,):
+                if faust in wall and app != FAUST:
                     ratios.append(
                         [
                             mix.label,
@@ -398,11 +389,6 @@ def main() -> None:
         "each measurement, at most 90 s in all (default 15; quick 0)",
     )
     parser.add_argument("--faust-conf", help="experiments only: JSON of faust.App settings to override")
-    parser.add_argument(
-        "--proposal",
-        action="store_true",
-        help="also run the proposed agent body (bench/_faust_proposal_worker.py: coalesced table writes)",
-    )
     args = parser.parse_args()
     results = args.results or (40_000 if args.quick else 300_000)
     repeat = args.repeat or (1 if args.quick else 3)
@@ -421,7 +407,7 @@ def main() -> None:
     per_run = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.quick else 15.0)
     quiet = QuietGate(per_run, total=90.0)
     with workdir("fw-bench-detector-") as tmp, local_broker(tmp) as bootstrap:
-        bench = Bench(bootstrap, tmp, args.batch, repeat, quix_batch, quiet, args.faust_conf, args.proposal)
+        bench = Bench(bootstrap, tmp, args.batch, repeat, quix_batch, quiet, args.faust_conf)
         for mix in mixes:
             runs.extend(bench.mix(mix))
 
