@@ -23,7 +23,15 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.cases import CaseEvent, CaseEventType, CaseSource, Severity, event_id_for, monitor_case_id
+from schemas.cases import (
+    CaseEvent,
+    CaseEventType,
+    CaseSource,
+    DetailValue,
+    Severity,
+    event_id_for,
+    monitor_case_id,
+)
 from schemas.probes import ProbeResult
 
 DEFAULT_THRESHOLD = 10
@@ -79,6 +87,23 @@ def observe(
     return _on_failure(streak, result, now, threshold)
 
 
+def _monitor_event(
+    event_type: CaseEventType, case_id: str, result: ProbeResult, now: datetime, **details: DetailValue
+) -> CaseEvent:
+    """A Sev1 monitor event of one case, triggered by `result` (its time is the probe's start)."""
+    return CaseEvent(
+        event_id=event_id_for(case_id, event_type),
+        case_id=case_id,
+        type=event_type,
+        severity=Severity.SEV1,
+        source=CaseSource.MONITOR,
+        server_id=result.server_id,
+        customer_id=result.customer_id,
+        at=result.started_at,
+        details={**details, "probe_id": result.probe_id, "detected_at": now.isoformat()},
+    )
+
+
 def _on_success(
     streak: ServerStreak, result: ProbeResult, now: datetime
 ) -> tuple[ServerStreak, list[CaseEvent]]:
@@ -90,22 +115,14 @@ def _on_success(
     assert streak.case_id is not None
     assert streak.first_failure_at is not None
     down_s = int((result.started_at - streak.first_failure_at).total_seconds())
-    recovered = CaseEvent(
-        event_id=event_id_for(streak.case_id, CaseEventType.SERVER_RECOVERED),
-        case_id=streak.case_id,
-        type=CaseEventType.SERVER_RECOVERED,
-        severity=Severity.SEV1,
-        source=CaseSource.MONITOR,
-        server_id=result.server_id,
-        customer_id=result.customer_id,
-        at=result.started_at,
-        details={
-            "probe_id": result.probe_id,
-            "first_failure_at": streak.first_failure_at.isoformat(),
-            "outage_seconds": down_s,
-            "latency_ms": result.latency_ms,
-            "detected_at": now.isoformat(),
-        },
+    recovered = _monitor_event(
+        CaseEventType.SERVER_RECOVERED,
+        streak.case_id,
+        result,
+        now,
+        first_failure_at=streak.first_failure_at.isoformat(),
+        outage_seconds=down_s,
+        latency_ms=result.latency_ms,
     )
     return reset, [recovered]
 
@@ -129,26 +146,18 @@ def _on_failure(
             [],
         )
     case_id = monitor_case_id(result.server_id, first)
-    opened = CaseEvent(
-        event_id=event_id_for(case_id, CaseEventType.CASE_OPENED),
-        case_id=case_id,
-        type=CaseEventType.CASE_OPENED,
-        severity=Severity.SEV1,
-        source=CaseSource.MONITOR,
-        server_id=result.server_id,
-        customer_id=result.customer_id,
-        at=result.started_at,
-        details={
-            "reason": f"{failures} consecutive failed status requests",
-            "failures": failures,
-            "threshold": threshold,
-            "first_failure_at": first.isoformat(),
-            "probe_id": result.probe_id,
-            "error_class": result.error_class,
-            "error_message": result.error_message,
-            "status_code": result.status_code,
-            "detected_at": now.isoformat(),
-        },
+    opened = _monitor_event(
+        CaseEventType.CASE_OPENED,
+        case_id,
+        result,
+        now,
+        reason=f"{failures} consecutive failed status requests",
+        failures=failures,
+        threshold=threshold,
+        first_failure_at=first.isoformat(),
+        error_class=result.error_class,
+        error_message=result.error_message,
+        status_code=result.status_code,
     )
     state = ServerStreak(
         state=StreakState.OPEN,
