@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
@@ -14,6 +16,15 @@ from typing import TypeVar
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.partitioner.default import murmur2
 
+from schemas.cases import (
+    CaseEvent,
+    CaseEventType,
+    CaseSource,
+    DetailValue,
+    Severity,
+    event_id_for,
+    monitor_case_id,
+)
 from schemas.probes import ProbeBatch, ProbeResult
 from schemas.topics import PROBE_RESULTS
 
@@ -35,6 +46,22 @@ def result(server_id: str, n: int, ok: bool, customer_id: str = "acme", t0: date
         error_class=None if ok else "timeout",
         error_message=None if ok else "no answer within 10 s",
         worker_id="test",
+    )
+
+
+def case_event(server_id: str, type_: CaseEventType, minute: int, **details: DetailValue) -> CaseEvent:
+    """A monitor Sev1 event of the server's outage that started at T0, `minute` minutes after T0."""
+    case_id = monitor_case_id(server_id, T0)
+    return CaseEvent(
+        event_id=event_id_for(case_id, type_),
+        case_id=case_id,
+        type=type_,
+        severity=Severity.SEV1,
+        source=CaseSource.MONITOR,
+        server_id=server_id,
+        customer_id="cust-1",
+        at=T0 + timedelta(minutes=minute),
+        details={"failures": 10, **details},
     )
 
 
@@ -95,6 +122,22 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)  # poll interval of the deadline loop, not a wait for a result
+
+
+async def eventually(
+    condition: Callable[[], object | Awaitable[object]], timeout_s: float, what: str, interval: float = 0.05
+) -> float:
+    """Async deadline poll: await until `condition()` (sync or async) is truthy; the seconds it took."""
+    start = time.monotonic()
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(interval)  # poll interval of the deadline loop, not a wait for a result
 
 
 def fleetwatch_env(**settings: object) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +12,7 @@ from fleetcore.settings import Settings
 from schemas.deadletter import DeadLetter
 from schemas.probes import ProbeBatch, ProbeResult
 from schemas.topics import Topics
+from tests.helpers import eventually  # noqa: F401 - re-exported for the probe tests
 
 
 def probe_settings(bootstrap: str, topics: Topics, **overrides: Any) -> Settings:
@@ -29,16 +29,6 @@ def probe_settings(bootstrap: str, topics: Topics, **overrides: Any) -> Settings
     }
     values.update(overrides)
     return Settings.model_validate(values)
-
-
-async def eventually(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Poll `condition` until true; return the seconds it took; fail after `timeout_s`."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout_s:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        await asyncio.sleep(0.05)
-    return time.monotonic() - start
 
 
 def read_topic(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -13,13 +13,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from fleetcore.clock import to_epoch_ms
 from fleetcore.settings import Settings
 from fleetwatch.kafka_local import free_port  # noqa: F401 - re-exported for the tests here
-from schemas.cases import CaseEvent, CaseEventType, CaseSource, Severity, event_id_for, monitor_case_id
 from schemas.probes import ProbeBatch, ProbeResult
 from schemas.topics import Topics
-from tests.helpers import wait_for  # noqa: F401 - re-exported for the tests here
+from tests.helpers import T0, case_event, wait_for  # noqa: F401 - re-exported for the tests here
 
 T = TypeVar("T")
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
 def probe(server: str, n: int, customer: str = "cust-1") -> ProbeResult:
@@ -36,21 +34,6 @@ def probe(server: str, n: int, customer: str = "cust-1") -> ProbeResult:
         error_class=None if ok else "timeout",
         error_message=None if ok else "no answer within 10 s",
         worker_id="test-worker",
-    )
-
-
-def case_event(server: str, type_: CaseEventType, minute: int) -> CaseEvent:
-    case_id = monitor_case_id(server, T0)
-    return CaseEvent(
-        event_id=event_id_for(case_id, type_),
-        case_id=case_id,
-        type=type_,
-        severity=Severity.SEV1,
-        source=CaseSource.MONITOR,
-        server_id=server,
-        customer_id="cust-1",
-        at=T0 + timedelta(minutes=minute),
-        details={"failures": 10},
     )
 
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -23,6 +22,7 @@ from probes import checks
 from probes.classify import classify
 from schemas.inventory import ProbeKind, Server, ServerRole
 from schemas.probes import ProbeResult
+from tests.helpers import eventually
 
 
 class ManualClock:
@@ -51,16 +51,6 @@ async def probe(fleet: DemoFleet, server_id: str) -> ProbeResult:
     async with checks.new_session(4) as session:
         raw = await checks.check(session, server, ManualClock())
     return classify(server, raw.started_at, raw.latency_ms, raw.status_code, raw.body, raw.error, "t")
-
-
-async def until(condition_coro: Callable[[], Awaitable[bool]], deadline_s: float = 5.0) -> bool:
-    """Poll an async condition until it returns a truthy value or the deadline passes."""
-    end = time.monotonic() + deadline_s
-    while True:
-        value = await condition_coro()
-        if value or time.monotonic() > end:
-            return value
-        await asyncio.sleep(0.02)
 
 
 async def test_inventory_shape(fleet: tuple[DemoFleet, ManualClock]) -> None:
@@ -194,13 +184,13 @@ async def test_scripted_tcp_outage_follows_the_clock(fleet: tuple[DemoFleet, Man
     async def refused() -> bool:
         return (await probe(demo, "demo-tcp-02")).error_class == "refused"
 
-    assert await until(refused)
+    await eventually(refused, 5.0, "demo-tcp-02 to refuse connections")
     clock.advance(60)
 
     async def back() -> bool:
         return (await probe(demo, "demo-tcp-02")).ok
 
-    assert await until(back)
+    await eventually(back, 5.0, "demo-tcp-02 to accept again")
 
 
 async def test_unknown_server_is_404_and_index_lists_modes(fleet: tuple[DemoFleet, ManualClock]) -> None:

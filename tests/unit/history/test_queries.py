@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,11 +20,10 @@ from history.queries import (
     probe_ids,
     server_history,
 )
-from schemas.cases import CaseEvent, CaseEventType, CaseSource, Severity, event_id_for, monitor_case_id
+from schemas.cases import CaseEvent, CaseEventType
 from schemas.probes import HealthMetrics, ProbeResult
 from sinks.rows import case_row, columns, probe_row
-
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+from tests.helpers import T0, case_event
 
 
 def result(server: str, minute: int, ok: bool = True, **extra: Any) -> ProbeResult:
@@ -41,21 +40,6 @@ def result(server: str, minute: int, ok: bool = True, **extra: Any) -> ProbeResu
         error_message=None if ok else "HTTP 503",
         worker_id="w1",
         **extra,
-    )
-
-
-def event(server: str, type_: CaseEventType, minute: int) -> CaseEvent:
-    case_id = monitor_case_id(server, T0)
-    return CaseEvent(
-        event_id=event_id_for(case_id, type_),
-        case_id=case_id,
-        type=type_,
-        severity=Severity.SEV1,
-        source=CaseSource.MONITOR,
-        server_id=server,
-        customer_id="cust-1",
-        at=T0 + timedelta(minutes=minute),
-        details={"failures": 10, "last_error": "HTTP 503"},
     )
 
 
@@ -102,8 +86,8 @@ def test_server_history_newest_first_with_limit(store: Client) -> None:
 
 
 def test_case_events_deduplicated_by_event_id(store: Client) -> None:
-    opened = event("srv-a", CaseEventType.CASE_OPENED, 10)
-    recovered = event("srv-a", CaseEventType.SERVER_RECOVERED, 30)
+    opened = case_event("srv-a", CaseEventType.CASE_OPENED, 10, last_error="HTTP 503")
+    recovered = case_event("srv-a", CaseEventType.SERVER_RECOVERED, 30, last_error="HTTP 503")
     load(store, [], [opened, recovered])
     load(store, [], [opened])  # a replayed event
     data = server_history(store, "srv-a")
@@ -121,7 +105,7 @@ def test_unknown_server_gives_empty_lists(store: Client) -> None:
 
 def test_counts_and_probe_ids(store: Client) -> None:
     results = [result("srv-a", m) for m in range(3)]
-    load(store, results, [event("srv-a", CaseEventType.CASE_OPENED, 1)])
+    load(store, results, [case_event("srv-a", CaseEventType.CASE_OPENED, 1, last_error="HTTP 503")])
     assert counts(store) == {"probe_rows": 3, "probe_ids": 3, "case_rows": 1, "case_event_ids": 1}
     assert sorted(probe_ids(store)) == sorted(r.probe_id for r in results)
 
