@@ -59,3 +59,19 @@ def to_epoch_ms(moment: datetime) -> int:
 def from_epoch_ms(ms: int) -> datetime:
     """Aware UTC datetime from milliseconds since the Unix epoch."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def clock_for(scale: float, origin_ms: int = 0) -> Clock:
+    """The runtime clock a process uses: wall time at scale 1, else a scaled clock.
+
+    With `origin_ms` set, every process computes the same scaled time, `origin + (wall - origin) * scale`,
+    so a stack of processes started at different moments agrees on "now" (`fleetwatch up` passes one origin
+    to all of them). Without it the scaled clock starts at this process's start.
+    """
+    if scale == 1.0:
+        return SystemClock()
+    if not origin_ms:
+        return ScaledClock(scale)
+    origin = from_epoch_ms(origin_ms)
+    wall = datetime.now(UTC)
+    return ScaledClock(scale, origin=origin + (wall - origin) * scale)

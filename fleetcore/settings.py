@@ -87,6 +87,58 @@ class Settings(BaseSettings):
         default="stream", description="Faust app id after the topic prefix (consumer group, changelog names)."
     )
 
+    # -- case engine, SLA policy, notifications -------------------------------------------------------
+    clock_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="Runtime clock speed: 60 makes one policy hour pass in one real minute (demos, tests).",
+    )
+    clock_origin_ms: int = Field(
+        default=0,
+        ge=0,
+        description="Epoch ms at which a scaled clock starts counting (0: process start). Give every "
+        "process of one stack the same origin so their scaled clocks agree.",
+    )
+    sla_policy_file: Path | None = Field(
+        default=None,
+        description="YAML/JSON SLA policy book (default policy and per-customer plans); None: the defaults.",
+    )
+    contacts_file: Path | None = Field(
+        default=None,
+        description="YAML/JSON contacts directory (roles; customers' and partners' contacts).",
+    )
+    timer_interval_s: float = Field(
+        default=1.0, gt=0, description="How often (real seconds) case timers scan for due deadlines."
+    )
+    redundancy_aware: bool = Field(
+        default=False,
+        description="A failed server whose partner (primary/secondary) is healthy opens Sev2, not Sev1.",
+    )
+    auto_resolve_after_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Auto-resolve a monitor case after its server stayed healthy this long (policy "
+        "seconds; None: off, staff resolve).",
+    )
+    smtp_host: str = Field(default="127.0.0.1", description="SMTP server the notifier sends email through.")
+    smtp_port: int = Field(default=2525, description="Its port.")
+    smtp_sender: str = Field(default="support@fleetwatch.local", description="From: of notifier emails.")
+    pager_url: str = Field(
+        default="", description="PagerDuty Events API v2 endpoint for pages ('' : pages are not sent)."
+    )
+    call_url: str = Field(default="", description="Generic JSON webhook for calls ('' : calls are not sent).")
+    webhook_url: str = Field(
+        default="", description="Optional generic JSON webhook receiving every notification."
+    )
+    notify_max_attempts: int = Field(default=5, ge=1, description="Delivery attempts before giving up.")
+    notify_backoff_s: float = Field(
+        default=1.0, gt=0, description="First retry delay (real seconds); doubles per attempt, capped."
+    )
+    notify_metrics_port: int = Field(default=9104, description="Prometheus port of the notifier (0: off).")
+    mail_catcher_port: int = Field(
+        default=2525, description="Port of the SMTP catcher `fleetwatch up` runs for the demo."
+    )
+
     # -- sink / history ------------------------------------------------------------------------------
     clickhouse_dsn: str = Field(
         default="",

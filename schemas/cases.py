@@ -6,6 +6,7 @@ import hashlib
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
+import orjson
 from pydantic import Field
 
 from schemas.base import Contract, UtcDatetime
@@ -34,6 +35,30 @@ class CaseSource(StrEnum):
     STAFF = "staff"
 
 
+class CaseState(StrEnum):
+    """Where a case stands in the support process."""
+
+    NEW = "new"
+    """Entered the queue (email, portal); not triaged yet: no severity, no ticket."""
+    TRIAGED = "triaged"
+    """Support set severity (and owner) and assigned the ticket number; nobody works it yet."""
+    WORKING = "working"
+    """An engineer acknowledged it and works it."""
+    WAITING = "waiting_on_customer"
+    """The next move is the customer's; pausable SLA clocks stop."""
+    RESOLVED = "resolved"
+    """Support considers it solved; it can be reopened or closed."""
+    CLOSED = "closed"
+    """Done; only a reopen brings it back."""
+
+
+class Visibility(StrEnum):
+    """Who may see an event (the portal shows partners only `customer` events; the chain covers all)."""
+
+    CUSTOMER = "customer"
+    INTERNAL = "internal"
+
+
 class CaseEventType(StrEnum):
     """What happened to a case."""
 
@@ -41,10 +66,53 @@ class CaseEventType(StrEnum):
     """A case was opened (by the monitor: at the Nth consecutive failed probe)."""
     SERVER_RECOVERED = "server.recovered"
     """The monitored server passed a probe again after its case opened."""
+    TRIAGED = "case.triaged"
+    """Support set severity and owner; the ticket number was assigned."""
+    ASSIGNED = "case.assigned"
+    """The owner changed."""
+    WORK_STARTED = "case.work_started"
+    """An engineer acknowledged the case and works it (stops the Sev1 2-hour work clock)."""
+    CUSTOMER_UPDATE = "case.customer_update"
+    """Staff posted a status update to the customer (restarts the hourly update clock)."""
+    STATUS_NOTICE = "case.status_notice"
+    """An hourly update was due and none was posted: the automatic status notice went out."""
+    WAITING = "case.waiting_on_customer"
+    """The case waits on the customer; pausable clocks stop."""
+    CUSTOMER_REPLIED = "case.customer_replied"
+    """The customer answered; paused clocks run again."""
+    NOTE = "case.note"
+    """An internal note or a logged phone follow-up."""
+    SEVERITY_CHANGED = "case.severity_changed"
+    """Severity changed; the new severity's clocks start at this event."""
+    RESOLVED = "case.resolved"
+    """Support resolved the case (or it auto-resolved after a healthy period)."""
+    CLOSED = "case.closed"
+    """The case closed."""
+    REOPENED = "case.reopened"
+    """A resolved or closed case was reopened."""
+    SLA_WARNING = "sla.warning"
+    """Internal pre-breach warning of an SLA clock (never shown to the customer)."""
+    SLA_BREACHED = "sla.breached"
+    """An SLA clock passed its deadline."""
+    NOTIFICATION_REQUESTED = "notification.requested"
+    """The engine asked for a page, email or call (the Notification is on the notifications topic)."""
+    NOTIFICATION_SENT = "notification.sent"
+    """The notifier delivered a notification to one contact."""
+    NOTIFICATION_RETRYING = "notification.retrying"
+    """A delivery attempt failed and will be retried."""
+    NOTIFICATION_FAILED = "notification.failed"
+    """A delivery gave up (attempts exhausted, or no such contact)."""
+    COMMAND_REJECTED = "command.rejected"
+    """A command was invalid for the case (the reason says why); the case is unchanged."""
 
 
 class CaseEvent(Contract):
-    """One event of one case. Key on the case topic: case_id. Ids are deterministic, so replays dedupe."""
+    """One event of one case. Key on the case topic: case_id. Ids are deterministic, so replays dedupe.
+
+    Events of one case form a hash chain: `seq` counts from 0, `prev_hash` is the previous event's `hash`
+    ("" for the first), and `hash` is `case_event_hash(event)`. A removed, reordered or rewritten event
+    breaks the chain (`fleetwatch audit verify`).
+    """
 
     event_id: str = Field(min_length=1, max_length=100)
     """Deterministic id: the same event replayed after a crash has the same id."""
@@ -52,8 +120,8 @@ class CaseEvent(Contract):
     """Deterministic case id; a monitor case is derived from its outage (server + first failed probe)."""
     type: CaseEventType
     """What happened."""
-    severity: Severity
-    """The case's severity after this event."""
+    severity: Severity | None
+    """The case's severity after this event (None while an email/portal case awaits triage)."""
     source: CaseSource
     """Where the case came from."""
     server_id: str | None = Field(default=None, pattern=ID_PATTERN)
@@ -66,6 +134,26 @@ class CaseEvent(Contract):
     """Who or what caused the event."""
     details: dict[str, DetailValue] = Field(default_factory=dict)
     """Event-specific facts, e.g. failure count, first failure time, last error."""
+    state: CaseState = CaseState.NEW
+    """The case's state after this event."""
+    ticket: str | None = Field(default=None, max_length=40)
+    """The ticket number, once assigned (at triage; monitor cases at open)."""
+    owner: str | None = Field(default=None, max_length=200)
+    """The engineer who owns the case, if assigned."""
+    partner_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    """The Solution Partner or ISP supporting the customer, if any."""
+    reason: str = Field(default="", max_length=4000)
+    """Why (the actor's words, or the rule that fired)."""
+    command_id: str | None = Field(default=None, max_length=200)
+    """The command this event answers, if any."""
+    visibility: Visibility = Visibility.CUSTOMER
+    """Who may see it; internal events are still in the chain."""
+    seq: int = Field(default=0, ge=0)
+    """Position in the case's chain, from 0."""
+    prev_hash: str = Field(default="", max_length=64)
+    """`hash` of the case's previous event ("" for the first)."""
+    hash: str = Field(default="", max_length=64)
+    """sha256 over this event's canonical JSON without `hash` (see `case_event_hash`)."""
 
 
 def _digest(*parts: str) -> str:
@@ -80,3 +168,18 @@ def monitor_case_id(server_id: str, first_failure_at: datetime) -> str:
 def event_id_for(case_id: str, event_type: CaseEventType, discriminator: str = "") -> str:
     """Deterministic event id: case, event type and what makes this event unique within the case."""
     return "evt-" + _digest(case_id, event_type.value, discriminator)[:24]
+
+
+def case_event_hash(event: CaseEvent) -> str:
+    """The chain hash of an event: sha256 (hex) of its canonical JSON without the `hash` field.
+
+    Canonical JSON: the model's JSON-mode dump, keys sorted, no whitespace, UTF-8 (orjson OPT_SORT_KEYS).
+    """
+    body = event.model_dump(mode="json", exclude={"hash"})
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def chained(event: CaseEvent, seq: int, prev_hash: str) -> CaseEvent:
+    """`event` placed at `seq` after `prev_hash`, with its own hash set."""
+    placed = event.model_copy(update={"seq": seq, "prev_hash": prev_hash, "hash": ""})
+    return placed.model_copy(update={"hash": case_event_hash(placed)})

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel
 
 from schemas.cases import CaseEvent
+from schemas.commands import CaseCommand
 from schemas.deadletter import DeadLetter
 from schemas.inventory import Server
+from schemas.maintenance import MaintenanceWindow
+from schemas.notifications import Notification
 from schemas.probes import ProbeBatch
 
 DAY_MS = 24 * 3600 * 1000
@@ -74,10 +77,54 @@ CASES = TopicSpec(
     partitions=4,
     cleanup_policy="delete",
     value_model=CaseEvent,
-    description="Case events, the audit log. Written by the stream worker only; read by the sink and by any "
-    "downstream consumer (published JSON Schema in docs/schemas/).",
+    description="Case events, the audit log (hash-chained per case). Written by the case engine (stream "
+    "worker) only; read by the sink, the notifier's audit, the CLI and any downstream consumer (published "
+    "JSON Schema in docs/schemas/).",
     retention_ms=-1,
     extra_config={"message.timestamp.type": "LogAppendTime"},
+)
+CASE_COMMANDS = TopicSpec(
+    name="case-commands",
+    key="case id",
+    partitions=4,
+    cleanup_policy="delete",
+    value_model=CaseCommand,
+    description="Intents for the case engine (open, triage, start work, update, resolve, tick, notification "
+    "outcomes, ...). Written by the detector, the engine's timers, the notifier, the CLI (and later the "
+    "portal and intake); read by the case engine. Same partition count as `cases`: one case, one partition.",
+    retention_ms=14 * DAY_MS,
+    extra_config={"message.timestamp.type": "LogAppendTime"},
+)
+NOTIFICATIONS = TopicSpec(
+    name="notifications",
+    key="notification key (idempotency key)",
+    partitions=4,
+    cleanup_policy="delete",
+    value_model=Notification,
+    description="Page, email and call requests addressed to roles. Written by the case engine; read by the "
+    "notifier, which delivers each (key, contact) at most once.",
+    retention_ms=14 * DAY_MS,
+)
+NOTIFY_LEDGER = TopicSpec(
+    name="notify-ledger",
+    key="`<notification key>|<contact id>`",
+    partitions=4,
+    cleanup_policy="compact",
+    value_model=Notification,
+    description="The notifier's durable record of delivered (key, contact) pairs (value: the Notification "
+    "delivered). Written and read by the notifier only.",
+    extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
+)
+MAINTENANCE = TopicSpec(
+    name="maintenance",
+    key="window id",
+    partitions=1,
+    cleanup_policy="compact",
+    value_model=MaintenanceWindow,
+    description="Planned maintenance windows (cancelled ones kept with cancelled_at). Written by "
+    "`fleetwatch maintenance`; read by the detector (no monitor case inside a window) and the sink "
+    "(failures marked planned).",
+    extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
 )
 DEAD_LETTER = TopicSpec(
     name="dead-letter",
@@ -90,7 +137,19 @@ DEAD_LETTER = TopicSpec(
     retention_ms=30 * DAY_MS,
 )
 
-TOPICS: dict[str, TopicSpec] = {spec.name: spec for spec in (INVENTORY, PROBE_RESULTS, CASES, DEAD_LETTER)}
+TOPICS: dict[str, TopicSpec] = {
+    spec.name: spec
+    for spec in (
+        INVENTORY,
+        PROBE_RESULTS,
+        CASES,
+        CASE_COMMANDS,
+        NOTIFICATIONS,
+        NOTIFY_LEDGER,
+        MAINTENANCE,
+        DEAD_LETTER,
+    )
+}
 """Every topic, by unprefixed name."""
 
 
@@ -119,3 +178,19 @@ class Topics:
     @property
     def dead_letter(self) -> str:
         return self.name(DEAD_LETTER)
+
+    @property
+    def case_commands(self) -> str:
+        return self.name(CASE_COMMANDS)
+
+    @property
+    def notifications(self) -> str:
+        return self.name(NOTIFICATIONS)
+
+    @property
+    def notify_ledger(self) -> str:
+        return self.name(NOTIFY_LEDGER)
+
+    @property
+    def maintenance(self) -> str:
+        return self.name(MAINTENANCE)
