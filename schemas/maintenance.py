@@ -42,6 +42,8 @@ class MaintenanceWindow(Contract):
     created_at: UtcDatetime
     cancelled_at: UtcDatetime | None = None
     """Set when the window was cancelled; it no longer applies from then on."""
+    cancelled_by: str | None = Field(default=None, max_length=200)
+    """Who cancelled it (set with `cancelled_at`)."""
 
     @model_validator(mode="after")
     def _check(self) -> MaintenanceWindow:
