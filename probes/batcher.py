@@ -1,17 +1,18 @@
 """Group probe results into per-partition `ProbeBatch` envelopes. Pure: the time is passed in.
 
-Each result goes to the partition Kafka's default partitioner gives its server id (`partition_for`), so
-every result of one server lands on one partition, in the order it was added. A partition's batch is cut
-when it holds `max_results` results (returned by `add`) or when its oldest result has waited `linger_s`
-(returned by `due`). Batch ids are `<worker_id>:<sequence>`, the sequence counting every batch this batcher
-cut, so they are unique per worker run when the worker id is.
+Each result goes to the partition Kafka's default partitioner gives its partition key (`partition_for` of
+`partition_key`: the server id, or a secondary's primary id), so every result of one server lands on one
+partition, in the order it was added, and a secondary's results land with its primary's. A partition's
+batch is cut when it holds `max_results` results (returned by `add`) or when its oldest result has waited
+`linger_s` (returned by `due`). Batch ids are `<worker_id>:<sequence>`, the sequence counting every batch
+this batcher cut, so they are unique per worker run when the worker id is.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from probes.partitioner import partition_for
+from probes.partitioner import partition_for, partition_key
 from schemas.probes import ProbeBatch, ProbeResult
 
 
@@ -42,8 +43,8 @@ class Batcher:
         return sum(len(p.results) for p in self._pending.values())
 
     def partition_of(self, result: ProbeResult) -> int:
-        """The partition a result belongs to."""
-        return partition_for(result.server_id, self.num_partitions)
+        """The partition a result belongs to: its primary's for a secondary, else its server's own."""
+        return partition_for(partition_key(result.server_id, result.backup_of), self.num_partitions)
 
     def add(self, result: ProbeResult, now: float) -> list[ProbeBatch]:
         """Add one result at time `now` (seconds); return the batch it filled, if it filled one."""

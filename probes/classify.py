@@ -194,4 +194,5 @@ def classify(
         error_message=None if message is None else _cut(message),
         worker_id=worker_id,
         health=parse_health(body) if is_http else None,
+        backup_of=server.backup_of,
     )

@@ -1,9 +1,12 @@
 """Kafka's default partitioner for a string key, in pure Python (no Kafka import).
 
-`partition_for(server_id, n)` is what the Java client's default partitioner (and kafka-python's
-`DefaultPartitioner`) picks for the key `server_id` encoded as UTF-8: `murmur2(key) & 0x7fffffff % n`.
+`partition_for(key, n)` is what the Java client's default partitioner (and kafka-python's
+`DefaultPartitioner`) picks for `key` encoded as UTF-8: `murmur2(key) & 0x7fffffff % n`.
 Probe results carry no key (they travel in per-partition batches), so the worker computes the partition
-itself; consumers that key by server id land on the same partition.
+itself from `partition_key`: the server id, or for a secondary the id of the primary it backs up. A primary
+and its secondaries thus share one partition, and the detector sees both sides of a pair in one task (the
+redundancy-aware severity needs no cross-worker reads). A secondary of a secondary is keyed by its direct
+primary only: redundancy is one level deep.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ def murmur2(data: bytes) -> int:
     h = (h * _M) & _MASK
     h ^= h >> 15
     return h
+
+
+def partition_key(server_id: str, backup_of: str | None = None) -> str:
+    """The key a server's results are partitioned by: its primary's id for a secondary, else its own id."""
+    return backup_of or server_id
 
 
 def partition_for(server_id: str, num_partitions: int) -> int:

@@ -50,6 +50,9 @@ class ProbeResult(Contract):
     """The probe worker that ran the check."""
     health: HealthMetrics | None = None
     """Capacity figures from the JSON status body, when the server sent them."""
+    backup_of: str | None = Field(default=None, pattern=ID_PATTERN)
+    """For a secondary server: the primary it backs up (copied from the inventory). The probe worker sends
+    the result to the partition of `backup_of or server_id`, so a pair's results meet in one detector task."""
 
 
 class ProbeBatch(Contract):
@@ -60,6 +63,6 @@ class ProbeBatch(Contract):
     worker_id: str = Field(min_length=1, max_length=200)
     """The probe worker that sent the batch."""
     partition: int = Field(ge=0)
-    """The partition the batch was built for (murmur2 of each result's server id)."""
+    """The partition the batch was built for (murmur2 of each result's `backup_of or server_id`)."""
     results: list[ProbeResult]
     """The results, oldest first per server."""

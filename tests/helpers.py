@@ -25,6 +25,7 @@ from schemas.cases import (
     event_id_for,
     monitor_case_id,
 )
+from schemas.commands import CaseCommand, CommandType
 from schemas.probes import ProbeBatch, ProbeResult
 from schemas.topics import PROBE_RESULTS
 
@@ -65,15 +66,45 @@ def case_event(server_id: str, type_: CaseEventType, minute: int, **details: Det
     )
 
 
-def partition_of(server_id: str, partitions: int = PROBE_RESULTS.partitions) -> int:
-    return (murmur2(server_id.encode()) & 0x7FFFFFFF) % partitions
+def monitor_command(
+    server_id: str,
+    type_: CommandType,
+    minute: int,
+    severity: Severity | None = Severity.SEV1,
+    **details: DetailValue,
+) -> CaseCommand:
+    """A monitor open / server_recovered command of the server's outage that started at T0 (detector ids)."""
+    case_id = monitor_case_id(server_id, T0)
+    opens = type_ is CommandType.OPEN
+    title = f"{server_id} down: 10 consecutive failed status requests" if opens else ""
+    return CaseCommand(
+        command_id=f"{'open' if opens else 'recovered'}:{case_id}",
+        case_id=case_id,
+        type=type_,
+        at=T0 + timedelta(minutes=minute),
+        actor="monitor",
+        source=CaseSource.MONITOR,
+        customer_id="cust-1",
+        server_id=server_id,
+        severity=severity if opens else None,
+        title=title,
+        reason=title,
+        details={"failures": 10, **details},
+    )
+
+
+def partition_of(
+    server_id: str, partitions: int = PROBE_RESULTS.partitions, backup_of: str | None = None
+) -> int:
+    """The probe-results partition of a server's results: its primary's (`backup_of`) for a secondary."""
+    return int(murmur2((backup_of or server_id).encode()) & 0x7FFFFFFF) % partitions
 
 
 def send_results(bootstrap: str, topic: str, results: list[ProbeResult], tag: str = "b") -> None:
     """Send results as ProbeBatch messages, one per partition, like a probe worker does."""
     by_part: dict[int, list[ProbeResult]] = {}
     for r in results:
-        by_part.setdefault(partition_of(r.server_id), []).append(r)
+        by_part.setdefault(partition_of(r.server_id, backup_of=r.backup_of), []).append(r)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for part, items in sorted(by_part.items()):
         batch = ProbeBatch(

@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 from fleetwatch.demo_fleet import DemoFleet
 from probes.errors import InventoryFileError
 from probes.inventory import load_command, publish_inventory, read_inventory_ids
-from probes.partitioner import partition_for
+from probes.partitioner import partition_for, partition_key
 from probes.worker import ProbeWorker
 from schemas.inventory import Server
 from schemas.probes import ProbeResult
@@ -69,7 +69,10 @@ async def test_results_land_on_their_partitions_and_a_down_server_fails(
     for partition, batch in batches:
         assert batch.partition == partition
         assert batch.worker_id == "it-w1"
-        assert all(partition_for(r.server_id, PROBE_RESULTS.partitions) == partition for r in batch.results)
+        assert all(
+            partition_for(partition_key(r.server_id, r.backup_of), PROBE_RESULTS.partitions) == partition
+            for r in batch.results
+        )
     assert len({b.batch_id for _, b in batches}) == len(batches)
     by_server: dict[str, list[ProbeResult]] = {}
     for r in results:
@@ -78,6 +81,7 @@ async def test_results_land_on_their_partitions_and_a_down_server_fails(
     assert all(not r.ok and r.status_code == 503 for r in by_server["demo-srv-03"])
     assert all(r.ok for sid in SUBSET if sid != "demo-srv-03" for r in by_server[sid])
     assert all(r.health is not None for r in by_server["demo-srv-01"])
+    assert all(r.backup_of == "demo-srv-01" for r in by_server["demo-srv-02"])  # a secondary: its primary's
     for rs in by_server.values():  # order per server survives batching and the partition
         assert [r.started_at for r in rs] == sorted(r.started_at for r in rs)
 

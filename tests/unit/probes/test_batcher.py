@@ -13,7 +13,7 @@ from schemas.probes import ProbeResult
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
-def result(server_id: str, n: int = 0) -> ProbeResult:
+def result(server_id: str, n: int = 0, backup_of: str | None = None) -> ProbeResult:
     started = T0 + timedelta(seconds=n)
     return ProbeResult(
         server_id=server_id,
@@ -23,6 +23,7 @@ def result(server_id: str, n: int = 0) -> ProbeResult:
         latency_ms=1,
         ok=True,
         worker_id="w",
+        backup_of=backup_of,
     )
 
 
@@ -37,6 +38,34 @@ def test_results_go_to_their_server_partition() -> None:
         assert all(partition_for(r.server_id, 4) == batch.partition for r in batch.results)
     assert sum(len(x.results) for x in batches) == 40
     assert b.pending_results == 0
+
+
+def test_a_secondary_lands_on_its_primary_partition_in_order() -> None:
+    b = Batcher("w", 12, 1000, 0.05)
+    primaries = [f"srv-{i}" for i in range(30)]
+    # a secondary whose own id hashes elsewhere than its primary's (so the test can fail)
+    pairs = [
+        (p, s)
+        for p in primaries
+        for s in (f"{p}-backup", f"{p}-b2")
+        if partition_for(s, 12) != partition_for(p, 12)
+    ]
+    assert len(pairs) >= 20
+    for n in range(3):
+        for primary, secondary in pairs:
+            b.add(result(primary, n), 0.0)
+            b.add(result(secondary, n, backup_of=primary), 0.0)
+    for batch in b.drain():
+        for r in batch.results:
+            assert batch.partition == partition_for(r.backup_of or r.server_id, 12)
+            assert b.partition_of(r) == batch.partition
+        by_server: dict[str, list[str]] = {}
+        for r in batch.results:
+            by_server.setdefault(r.server_id, []).append(r.probe_id)
+        assert all(ids == sorted(ids) for ids in by_server.values())
+    primary, secondary = pairs[0]
+    assert b.partition_of(result(secondary, backup_of=primary)) == partition_for(primary, 12)
+    assert b.partition_of(result(secondary)) == partition_for(secondary, 12)
 
 
 def test_full_batch_is_returned_at_max_results() -> None:

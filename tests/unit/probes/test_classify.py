@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from probes.classify import ErrorClass, classify, error_class_of, parse_health, probe_id_for
-from schemas.inventory import ProbeKind, Server
+from schemas.inventory import ProbeKind, Server, ServerRole
 from schemas.probes import HealthMetrics, ProbeResult
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -41,6 +41,15 @@ def test_http_expected_status_is_ok() -> None:
     assert result.worker_id == "w1"
     assert result.customer_id == "acme"
     assert result.started_at == T0
+
+
+def test_a_secondary_result_names_its_primary() -> None:
+    secondary = HTTP.model_copy(
+        update={"server_id": "acme-web-2", "role": ServerRole.SECONDARY, "backup_of": "acme-web-1"}
+    )
+    assert run(secondary).backup_of == "acme-web-1"
+    assert run(secondary, error=TimeoutError()).backup_of == "acme-web-1"
+    assert run().backup_of is None
 
 
 def test_probe_id_is_server_at_epoch_ms() -> None:

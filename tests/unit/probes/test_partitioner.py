@@ -7,7 +7,7 @@ import random
 import pytest
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from probes.partitioner import murmur2, partition_for
+from probes.partitioner import murmur2, partition_for, partition_key
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,9 @@ def test_partition_is_in_range_and_rejects_zero() -> None:
     assert all(0 <= partition_for(f"s{i}", 7) < 7 for i in range(200))
     with pytest.raises(ValueError, match="positive"):
         partition_for("s", 0)
+
+
+def test_a_secondary_is_keyed_by_its_primary() -> None:
+    assert partition_key("acme-web-2", "acme-web-1") == "acme-web-1"
+    assert partition_key("acme-web-1", None) == "acme-web-1"
+    assert partition_key("acme-web-1") == "acme-web-1"

@@ -11,7 +11,7 @@ import pytest
 from fleetcore.errors import BrokerError, ConfigError
 from fleetcore.settings import Settings
 from fleetwatch.demo_fleet import DemoFleet, Mode, generated_servers
-from probes.partitioner import partition_for
+from probes.partitioner import partition_for, partition_key
 from probes.share import StaticShare
 from probes.worker import ProbeWorker
 from schemas.probes import ProbeResult
@@ -70,7 +70,13 @@ async def test_probes_every_server_and_batches_by_partition(fleet: DemoFleet) ->
     assert set(grouped) == {s.server_id for s in servers}
     for batch in sender.batches:
         assert batch.worker_id == "w-unit"
-        assert all(partition_for(r.server_id, 4) == batch.partition for r in batch.results)
+        assert all(
+            partition_for(partition_key(r.server_id, r.backup_of), 4) == batch.partition
+            for r in batch.results
+        )
+    secondaries = {s.server_id: s.backup_of for s in servers if s.backup_of}
+    assert secondaries  # the demo fleet has pairs: a secondary's results name its primary
+    assert all(r.backup_of == secondaries.get(r.server_id) for r in results)
     assert len({b.batch_id for b in sender.batches}) == len(sender.batches)
     assert not any(r.ok for r in grouped["demo-srv-03"])
     assert all(r.error_class == "unexpected_status" for r in grouped["demo-srv-03"])
