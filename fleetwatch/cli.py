@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     export = schema.add_parser("export", help="write a JSON Schema for each topic's value")
     export.add_argument("--out", default="docs/schemas", help="output directory (default docs/schemas)")
     export.set_defaults(handler=_cmd_schema_export)
+
+    from fleetwatch.cli_case import register as register_case
+
+    register_case(sub, _common, _settings)
     return parser
 
 
