@@ -127,6 +127,9 @@ class ClockAlert(BaseModel):
     kind: ClockKind
     level: AlertLevel
     due_at: datetime
+    """The clock's deadline."""
+    point: datetime
+    """The instant that was reached: the warning point (WARNING) or the deadline (BREACH)."""
 
 
 def _clock(kind: ClockKind, start: datetime, budget: timedelta, policy: SlaPolicy) -> SlaClock:
@@ -164,10 +167,10 @@ def check(clocks: tuple[SlaClock, ...], now: datetime) -> tuple[tuple[SlaClock, 
             out.append(clock)
             continue
         if not clock.warned and now >= warn:
-            alerts.append(ClockAlert(kind=clock.kind, level=AlertLevel.WARNING, due_at=due))
+            alerts.append(ClockAlert(kind=clock.kind, level=AlertLevel.WARNING, due_at=due, point=warn))
             clock = clock.model_copy(update={"warned": True})
         if not clock.breached and now >= due:
-            alerts.append(ClockAlert(kind=clock.kind, level=AlertLevel.BREACH, due_at=due))
+            alerts.append(ClockAlert(kind=clock.kind, level=AlertLevel.BREACH, due_at=due, point=due))
             clock = clock.model_copy(update={"breached": True})
         out.append(clock)
     return tuple(out), alerts
@@ -218,6 +221,19 @@ def satisfy(
         else:
             out.append(c.model_copy(update={"stopped_at": at}))
     return tuple(out)
+
+
+def stop(
+    clocks: tuple[SlaClock, ...], at: datetime, kinds: frozenset[ClockKind] | None = None
+) -> tuple[SlaClock, ...]:
+    """Stop running clocks (all, or those of `kinds`) at `at`: the case resolved or closed, or an obligation
+    ended without being met (a monitor case's status updates once its server recovered)."""
+    return tuple(
+        c.model_copy(update={"stopped_at": at})
+        if c.stopped_at is None and (kinds is None or c.kind in kinds)
+        else c
+        for c in clocks
+    )
 
 
 def change_severity(

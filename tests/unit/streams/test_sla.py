@@ -19,6 +19,7 @@ from streams.sla import (
     pause,
     resume,
     satisfy,
+    stop,
 )
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -127,3 +128,26 @@ def test_customer_plans_override_only_what_they_name() -> None:
     clocks = open_clocks(Severity.SEV2, CaseSource.EMAIL, T0, acme)
     assert clocks[0].policy_version == "acme-gold-1"
     assert ("first.response", "breach") in alerts_at(clocks, 240)
+
+
+def test_alerts_say_which_point_was_reached() -> None:
+    clocks = open_clocks(Severity.SEV2, CaseSource.EMAIL, T0, POLICY)
+    _, alerts = check(clocks, T0 + 30 * H)
+    assert [(a.level, a.point, a.due_at) for a in alerts] == [
+        (AlertLevel.WARNING, T0 + 18 * H, T0 + 24 * H),
+        (AlertLevel.BREACH, T0 + 24 * H, T0 + 24 * H),
+    ]
+
+
+def test_stop_ends_only_the_named_running_clocks() -> None:
+    clocks = open_clocks(Severity.SEV1, CaseSource.MONITOR, T0, POLICY)
+    stopped = stop(clocks, T0 + H, frozenset({ClockKind.STATUS_UPDATE}))
+    assert {c.kind: c.stopped_at for c in stopped} == {
+        ClockKind.SEV1_WORK: None,
+        ClockKind.STATUS_UPDATE: T0 + H,
+    }
+    assert next_deadline(stopped) == T0 + timedelta(minutes=90)
+    everything = stop(stopped, T0 + 2 * H)
+    assert [c.stopped_at for c in everything] == [T0 + 2 * H, T0 + H]  # an earlier stop is kept
+    assert next_deadline(everything) is None
+    assert alerts_at(everything, 600) == []
