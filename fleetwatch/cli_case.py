@@ -178,8 +178,10 @@ def render_list(views: list[CaseView], now: datetime) -> str:
 
 
 def _text(event: CaseEvent) -> str:
+    """The reason, and the message text the engine keeps in `details` (updates, notes, replies)."""
     message = event.details.get("message")
-    text = event.reason or (str(message) if message else "")
+    parts = [event.reason, str(message) if message else ""]
+    text = " | ".join(dict.fromkeys(part for part in parts if part))
     return " ".join(text.split())[:200]
 
 

@@ -178,3 +178,6 @@ def test_render_list_and_show() -> None:
     assert "case.waiting_on_customer" in shown
     assert "need the config file" in shown
     assert "internal" in shown
+    note = history()[3].model_copy(update={"details": {"message": "customer says it is back"}})
+    shown = render_show(fold([*history()[:3], note]).popitem()[1])
+    assert "called the customer | customer says it is back" in shown
