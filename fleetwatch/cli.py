@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fleetwatch.cli_case import register as register_case
 
     register_case(sub, _common, _settings)
+    from fleetwatch.cli_maintenance import register as register_maintenance
+
+    register_maintenance(sub, _common, _settings)
     return parser
 
 

@@ -82,24 +82,40 @@ def _outcome(probe: dict[str, Any]) -> str:
     return " ".join(parts) or "-"
 
 
+def _result(probe: dict[str, Any]) -> str:
+    if probe.get("ok"):
+        return "ok"
+    return "planned" if probe.get("maintenance_id") else "FAIL"
+
+
+def _severity(case: dict[str, Any]) -> str:
+    return f"Sev{case['severity']}" if case.get("severity") else "-"
+
+
 def render_history(data: dict[str, Any]) -> str:
-    """A readable terminal rendering: recent probes, then case events."""
+    """A readable terminal rendering: recent probes, then case events.
+
+    A failure inside a maintenance window shows as `planned`, with the window's id.
+    """
     server_id = data.get("server_id", "?")
     probes: list[dict[str, Any]] = data.get("probes", [])
     cases: list[dict[str, Any]] = data.get("cases", [])
     lines = [f"server {server_id}", ""]
     if probes:
         failed = sum(1 for p in probes if not p.get("ok"))
-        lines.append(f"last {len(probes)} probes (newest first), {failed} failed:")
+        planned = sum(1 for p in probes if not p.get("ok") and p.get("maintenance_id"))
+        note = f" ({planned} planned)" if planned else ""
+        lines.append(f"last {len(probes)} probes (newest first), {failed} failed{note}:")
         lines.extend(
             _table(
-                ("time (UTC)", "result", "latency", "status / error"),
+                ("time (UTC)", "result", "latency", "status / error", "maintenance"),
                 [
                     (
                         _time(str(p["started_at"])),
-                        "ok" if p.get("ok") else "FAIL",
+                        _result(p),
                         f"{p.get('latency_ms', 0)} ms",
                         _outcome(p),
+                        str(p.get("maintenance_id") or ""),
                     )
                     for p in probes
                 ],
@@ -112,9 +128,16 @@ def render_history(data: dict[str, Any]) -> str:
         lines.append(f"case events ({len(cases)}, newest first):")
         lines.extend(
             _table(
-                ("time (UTC)", "type", "severity", "case id"),
+                ("time (UTC)", "type", "severity", "state", "ticket", "case id"),
                 [
-                    (_time(str(c["at"])), str(c["type"]), f"Sev{c['severity']}", str(c["case_id"]))
+                    (
+                        _time(str(c["at"])),
+                        str(c["type"]),
+                        _severity(c),
+                        str(c.get("state") or "-"),
+                        str(c.get("ticket") or "-"),
+                        str(c["case_id"]),
+                    )
                     for c in cases
                 ],
             )

@@ -47,6 +47,7 @@ PROBE_COLUMNS: tuple[str, ...] = (
     "kafka_partition",
     "kafka_offset",
     "batch_item",
+    "maintenance_id",
 )
 """Columns the sink writes to probe_results, in insert order (started_at as epoch milliseconds)."""
 
@@ -64,8 +65,19 @@ CASE_COLUMNS: tuple[str, ...] = (
     "kafka_topic",
     "kafka_partition",
     "kafka_offset",
+    "state",
+    "ticket",
+    "owner",
+    "partner_id",
+    "reason",
+    "command_id",
+    "visibility",
+    "seq",
+    "prev_hash",
+    "hash",
 )
-"""Columns the sink writes to case_events, in insert order (at as epoch milliseconds, details as JSON)."""
+"""Columns the sink writes to case_events, in insert order (at as epoch milliseconds, details as JSON,
+severity 0 for none)."""
 
 _PROBE_RESULTS_V1 = f"""
 CREATE TABLE IF NOT EXISTS {PROBE_RESULTS} (
@@ -118,6 +130,35 @@ ORDER BY (customer_id, case_id, at, event_id)
 SETTINGS non_replicated_deduplication_window = 10000
 """
 
+# v2: planned maintenance on probe results; the chained case event fields (issue 3). Rows stored before
+# get the defaults (not planned; state new, no ticket, unchained), which is what those events meant.
+# case_events' ReplacingMergeTree key is (customer_id, case_id, at, event_id): none of the new columns
+# and not severity, so no key changes. A severity of None (an email/portal case awaiting triage) is
+# stored as 0: changing the column to Nullable would rewrite every part of the table.
+_PROBE_RESULTS_V2 = f"""
+ALTER TABLE {PROBE_RESULTS}
+    ADD COLUMN IF NOT EXISTS maintenance_id LowCardinality(Nullable(String))
+        COMMENT 'maintenance window covering the probe start (the failure was planned); NULL: none'
+"""
+
+_CASE_EVENTS_V2 = f"""
+ALTER TABLE {CASE_EVENTS}
+    ADD COLUMN IF NOT EXISTS state LowCardinality(String) DEFAULT 'new'
+        COMMENT 'case state after the event: new, triaged, working, waiting_on_customer, resolved, closed',
+    ADD COLUMN IF NOT EXISTS ticket Nullable(String) COMMENT 'ticket number, once assigned',
+    ADD COLUMN IF NOT EXISTS owner Nullable(String) COMMENT 'engineer owning the case',
+    ADD COLUMN IF NOT EXISTS partner_id LowCardinality(Nullable(String))
+        COMMENT 'Solution Partner or ISP supporting the customer',
+    ADD COLUMN IF NOT EXISTS reason String DEFAULT '' CODEC(ZSTD(3)) COMMENT 'why: actor words or rule',
+    ADD COLUMN IF NOT EXISTS command_id Nullable(String) COMMENT 'the command this event answers',
+    ADD COLUMN IF NOT EXISTS visibility LowCardinality(String) DEFAULT 'customer'
+        COMMENT 'customer or internal',
+    ADD COLUMN IF NOT EXISTS seq UInt64 DEFAULT 0 COMMENT 'position in the case hash chain, from 0',
+    ADD COLUMN IF NOT EXISTS prev_hash String DEFAULT '' COMMENT 'hash of the previous event of the case',
+    ADD COLUMN IF NOT EXISTS hash String DEFAULT '' COMMENT 'sha256 of the event (see case_event_hash)',
+    COMMENT COLUMN severity '1 urgent .. 3 information; 0 none yet (a case awaiting triage)'
+"""
+
 _MIGRATIONS_TABLE_DDL = f"""
 CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
     version UInt32,
@@ -140,6 +181,11 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "probe_results and case_events", (_PROBE_RESULTS_V1, _CASE_EVENTS_V1)),
+    Migration(
+        2,
+        "planned maintenance on probe_results; chained case event fields",
+        (_PROBE_RESULTS_V2, _CASE_EVENTS_V2),
+    ),
 )
 """Every migration, oldest first; versions strictly increasing."""
 

@@ -45,7 +45,7 @@ SELECT
     probe_id, toUnixTimestamp64Milli(started_at) AS started_ms, ok, latency_ms, status_code,
     error_class, error_message, worker_id, customer_id,
     health_load1, health_connections, health_users, health_cpu_percent, health_memory_percent,
-    health_disk_percent
+    health_disk_percent, maintenance_id
 FROM probe_results
 WHERE server_id = {server_id:String}
 ORDER BY started_at DESC, probe_id DESC
@@ -53,15 +53,27 @@ LIMIT 1 BY probe_id
 LIMIT {limit:UInt32}
 """
 
-SERVER_CASES_SQL = """
-SELECT
+_CASE_FIELDS = """
     event_id, case_id, type, severity, source, customer_id, toUnixTimestamp64Milli(at) AS at_ms, actor,
-    details
+    details, state, ticket, owner, partner_id, reason, command_id, visibility, seq, prev_hash, hash,
+    server_id"""
+
+SERVER_CASES_SQL = f"""
+SELECT{_CASE_FIELDS}
 FROM case_events FINAL
-WHERE server_id = {server_id:String}
-ORDER BY at DESC, event_id
+WHERE server_id = {{server_id:String}}
+ORDER BY at DESC, seq DESC, event_id
 LIMIT 1 BY event_id
-LIMIT {limit:UInt32}
+LIMIT {{limit:UInt32}}
+"""
+
+CASE_EVENTS_SQL = f"""
+SELECT{_CASE_FIELDS}
+FROM case_events FINAL
+WHERE case_id = {{case_id:String}}
+ORDER BY seq, at, event_id
+LIMIT 1 BY event_id
+LIMIT {{limit:UInt32}}
 """
 
 _HEALTH = ("load1", "connections", "users", "cpu_percent", "memory_percent", "disk_percent")
@@ -72,7 +84,8 @@ def _iso(ms: int) -> str:
 
 
 def _probe(row: tuple[Any, ...]) -> dict[str, Any]:
-    (probe_id, started_ms, ok, latency, status, error_class, error_message, worker, customer, *health) = row
+    (probe_id, started_ms, ok, latency, status, error_class, error_message, worker, customer, *rest) = row
+    *health, maintenance_id = rest
     figures = {name: value for name, value in zip(_HEALTH, health, strict=True) if value is not None}
     return {
         "probe_id": probe_id,
@@ -85,11 +98,14 @@ def _probe(row: tuple[Any, ...]) -> dict[str, Any]:
         "worker_id": worker,
         "customer_id": customer,
         "health": figures or None,
+        "maintenance_id": maintenance_id,
+        "planned": not ok and maintenance_id is not None,
     }
 
 
 def _case(row: tuple[Any, ...]) -> dict[str, Any]:
-    event_id, case_id, type_, severity, source, customer, at_ms, actor, details = row
+    (event_id, case_id, type_, severity, source, customer, at_ms, actor, details, *chain) = row
+    state, ticket, owner, partner_id, reason, command_id, visibility, seq, prev_hash, hash_, server = chain
     try:
         parsed: Any = orjson.loads(details) if details else {}
     except orjson.JSONDecodeError:
@@ -98,12 +114,23 @@ def _case(row: tuple[Any, ...]) -> dict[str, Any]:
         "event_id": event_id,
         "case_id": case_id,
         "type": type_,
-        "severity": int(severity),
+        "severity": int(severity) or None,  # 0 stores "none yet"
         "source": source,
+        "server_id": server,
         "customer_id": customer,
         "at": _iso(at_ms),
         "actor": actor,
         "details": parsed,
+        "state": state,
+        "ticket": ticket,
+        "owner": owner,
+        "partner_id": partner_id,
+        "reason": reason,
+        "command_id": command_id,
+        "visibility": visibility,
+        "seq": int(seq),
+        "prev_hash": prev_hash,
+        "hash": hash_,
     }
 
 
@@ -122,6 +149,18 @@ def server_history(client: Client, server_id: str, limit: int = 20, case_limit: 
         "probes": [_probe(tuple(row)) for row in probes.result_rows],
         "cases": [_case(tuple(row)) for row in cases.result_rows],
     }
+
+
+def case_events(client: Client, case_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+    """The stored events of one case in chain order (one per event id); [] for an unknown case."""
+    if not case_id or len(case_id) > 100:
+        raise InvalidQuery(f"invalid case id {case_id!r}")
+    check_limit(limit)
+    try:
+        result = client.query(CASE_EVENTS_SQL, parameters={"case_id": case_id, "limit": limit})
+    except Exception as exc:
+        raise StoreError(f"case query for {case_id!r} failed: {exc}") from exc
+    return [_case(tuple(row)) for row in result.result_rows]
 
 
 def counts(client: Client) -> dict[str, int]:

@@ -40,6 +40,7 @@ from schemas.topics import Topics
 from sinks.chunker import Chunk, Chunker, ChunkPolicy
 from sinks.rows import (
     DecodedMessage,
+    PlannedLookup,
     Rejected,
     columns,
     dead_letter,
@@ -193,7 +194,9 @@ class ClickHouseSink:
         max_poll_records: int = 500,
         session_timeout_ms: int = 10000,
         retry_base_s: float = 0.5,
+        planned: PlannedLookup | None = None,
     ) -> None:
+        """`planned` marks probe rows with the maintenance window they ran in (None: never planned)."""
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.writer = ClickHouseWriter(client)
@@ -206,8 +209,12 @@ class ClickHouseSink:
             grace_ms=grace_ms,
         )
         self.chunker: Chunker[Item] = Chunker(self.policy)
+
+        def decode_probes(raw: bytes | None, topic: str, partition: int, offset: int) -> DecodedMessage:
+            return decode_probe_message(raw, topic, partition, offset, planned)
+
         self.routes = {
-            self.topics.probe_results: Route(PROBE_RESULTS, PROBE_COLUMNS, decode_probe_message),
+            self.topics.probe_results: Route(PROBE_RESULTS, PROBE_COLUMNS, decode_probes),
             self.topics.cases: Route(CASE_EVENTS, CASE_COLUMNS, decode_case_message),
         }
         self._ready: list[Chunk[Item]] = []

@@ -6,6 +6,7 @@ column order of `history.ddl.PROBE_COLUMNS` / `CASE_COLUMNS`; timestamps are epo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,13 @@ from schemas.envelope import decode_probe_batch, item_payload, validation_reason
 from schemas.probes import ProbeResult
 
 Row = tuple[Any, ...]
+
+PlannedLookup = Callable[[ProbeResult], str | None]
+"""The id of the maintenance window covering a result's server at its start, or None (not planned)."""
+
+NO_SEVERITY = 0
+"""What case_events.severity stores for a case without severity (awaiting triage)."""
+UINT64_MAX = 2**64 - 1
 
 UINT32_MAX = 2**32 - 1
 MIN_TIME = datetime(1900, 1, 1, tzinfo=UTC)
@@ -62,8 +70,15 @@ class DecodedMessage:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def probe_row(result: ProbeResult, topic: str, partition: int, offset: int, item: int) -> Row:
-    """One probe_results row."""
+def probe_row(
+    result: ProbeResult,
+    topic: str,
+    partition: int,
+    offset: int,
+    item: int,
+    maintenance_id: str | None = None,
+) -> Row:
+    """One probe_results row (`maintenance_id`: the window the probe ran in, if any)."""
     h = result.health
     return (
         result.server_id,
@@ -86,16 +101,19 @@ def probe_row(result: ProbeResult, topic: str, partition: int, offset: int, item
         partition,
         offset,
         item,
+        maintenance_id,
     )
 
 
 def case_row(event: CaseEvent, topic: str, partition: int, offset: int) -> Row:
-    """One case_events row."""
+    """One case_events row (severity None stored as NO_SEVERITY)."""
+    if event.seq > UINT64_MAX:
+        raise ValueError(f"seq {event.seq} exceeds the UInt64 column")
     return (
         event.event_id,
         event.case_id,
         event.type.value,
-        int(event.severity),
+        NO_SEVERITY if event.severity is None else int(event.severity),
         event.source.value,
         event.server_id,
         event.customer_id,
@@ -105,11 +123,26 @@ def case_row(event: CaseEvent, topic: str, partition: int, offset: int) -> Row:
         topic,
         partition,
         offset,
+        event.state.value,
+        event.ticket,
+        event.owner,
+        event.partner_id,
+        event.reason,
+        event.command_id,
+        event.visibility.value,
+        event.seq,
+        event.prev_hash,
+        event.hash,
     )
 
 
-def decode_probe_message(raw: bytes | None, topic: str, partition: int, offset: int) -> DecodedMessage:
-    """Rows of one ProbeBatch message; a bad envelope rejects the message, a bad result only its item."""
+def decode_probe_message(
+    raw: bytes | None, topic: str, partition: int, offset: int, planned: PlannedLookup | None = None
+) -> DecodedMessage:
+    """Rows of one ProbeBatch message; a bad envelope rejects the message, a bad result only its item.
+
+    `planned` marks each row with the maintenance window its probe ran in (None: nothing is planned).
+    """
     batch = decode_probe_batch(raw)
     out = DecodedMessage()
     if batch.rejected:
@@ -123,7 +156,8 @@ def decode_probe_message(raw: bytes | None, topic: str, partition: int, offset: 
             item += 1
         why = unstorable_probe(result)
         if why is None:
-            out.rows.append(probe_row(result, topic, partition, offset, item))
+            window = planned(result) if planned is not None else None
+            out.rows.append(probe_row(result, topic, partition, offset, item, window))
         else:
             out.rejected.append(Rejected(item, f"cannot store ProbeResult: {why}", item_payload(raw, item)))
         item += 1

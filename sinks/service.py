@@ -34,10 +34,13 @@ from history.queries import InvalidQuery, counts, server_history
 from history.store import connect, redact
 from schemas.topics import Topics
 from sinks.clickhouse import ClickHouseSink, SinkMetrics, SinkStats
+from sinks.maintenance import MaintenanceFeed
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 20
+MAINTENANCE_WAIT_S = 30.0
+"""How long the sink waits at start for the maintenance topic before it stores results regardless."""
 
 
 class SinkService:
@@ -67,6 +70,8 @@ class SinkService:
         self.http_url: str | None = None
         """Base URL of the HTTP API once listening (the real port when settings asked for 0)."""
         self.stats: SinkStats | None = None
+        self.maintenance: MaintenanceFeed | None = None
+        """The followed maintenance windows while running."""
         self._query_client: Client | None = None
         self._query_lock = threading.Lock()
 
@@ -167,19 +172,27 @@ class SinkService:
             if applied:
                 log.info("sink: history store %s migrated to %s", redact(dsn), applied)
             self._query_client = connect(dsn, self.settings.clickhouse_database)
-            sink = ClickHouseSink(
-                self.settings,
-                ingest_client,
-                metrics=self.metrics,
-                grace_ms=self.grace_ms,
-                max_poll_records=self.max_poll_records,
+            maintenance = self.maintenance = MaintenanceFeed(
+                self.settings.kafka_bootstrap, Topics(self.settings.topic_prefix).maintenance
             )
-            self.stats = sink.stats
-            sink.start()
+            maintenance.start(MAINTENANCE_WAIT_S, self.stop_event)
             try:
-                return asyncio.run(self._serve(sink))
+                sink = ClickHouseSink(
+                    self.settings,
+                    ingest_client,
+                    metrics=self.metrics,
+                    grace_ms=self.grace_ms,
+                    max_poll_records=self.max_poll_records,
+                    planned=maintenance.planned,
+                )
+                self.stats = sink.stats
+                sink.start()
+                try:
+                    return asyncio.run(self._serve(sink))
+                finally:
+                    sink.close()
             finally:
-                sink.close()
+                maintenance.stop()
         finally:
             self.ready.clear()
             with self._query_lock:

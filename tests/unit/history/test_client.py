@@ -117,3 +117,24 @@ def test_server_dsn_queries_clickhouse_directly(
     data = fetch_history(settings, "srv-a", 5)
     assert data == {"server_id": "srv-a", "probes": [], "cases": []}
     assert opened == ["http://clickhouse.example:8123"]
+
+
+def test_render_marks_planned_failures_and_shows_case_state_and_ticket() -> None:
+    planned = dict(DATA["probes"][0], maintenance_id="mw-42", planned=True)
+    case = {
+        "event_id": "evt-2",
+        "case_id": "case-7",
+        "type": "case.triaged",
+        "severity": None,
+        "state": "triaged",
+        "ticket": "FW-7",
+        "at": "2026-11-01T12:03:00.000Z",
+    }
+    text = render_history({"server_id": "srv-a", "probes": [planned, DATA["probes"][1]], "cases": [case]})
+    lines = text.splitlines()
+    assert "last 2 probes (newest first), 1 failed (1 planned):" in lines
+    row = next(line for line in lines if "mw-42" in line)
+    assert " planned " in row
+    assert "FAIL" not in text
+    triaged = next(line for line in lines if "case.triaged" in line)
+    assert triaged.split()[3:] == ["-", "triaged", "FW-7", "case-7"]

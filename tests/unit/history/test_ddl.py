@@ -20,6 +20,8 @@ from history.ddl import (
 )
 from history.store import connect, redact
 
+ALL_VERSIONS = {m.version for m in MIGRATIONS}
+
 
 def test_migrate_twice_applies_once_and_leaves_the_same_tables(store: Client) -> None:
     assert migrate(store) == [m.version for m in MIGRATIONS]
@@ -31,13 +33,13 @@ def test_migrate_twice_applies_once_and_leaves_the_same_tables(store: Client) ->
         "probe_results": "MergeTree",
         "schema_migrations": "ReplacingMergeTree",
     }
-    assert applied_versions(store) == {LATEST_VERSION}
+    assert applied_versions(store) == ALL_VERSIONS
 
 
 def test_migrate_survives_reopen(store_dsn: str) -> None:
     client = connect(store_dsn, "fleetwatch")
     try:
-        assert migrate(client) == [LATEST_VERSION]
+        assert migrate(client) == sorted(ALL_VERSIONS)
     finally:
         client.close()
     client = connect(store_dsn, "fleetwatch")
@@ -83,8 +85,8 @@ def test_concurrent_migrations_from_two_threads(store_dsn: str) -> None:
     try:
         assert not errors
         assert len(results) == 2
-        assert LATEST_VERSION in results[0] + results[1]
-        assert applied_versions(clients[0]) == {LATEST_VERSION}
+        assert set(results[0] + results[1]) == ALL_VERSIONS  # both may apply: statements are idempotent
+        assert applied_versions(clients[0]) == ALL_VERSIONS
         assert migrate(clients[0]) == []
     finally:
         for c in clients:
@@ -116,7 +118,7 @@ def test_failing_migration_is_a_store_error_and_not_recorded(store: Client) -> N
     bad = Migration(LATEST_VERSION + 1, "broken", ("ALTER TABLE no_such_table ADD COLUMN x UInt8",))
     with pytest.raises(StoreError, match="broken"):
         migrate(store, (*MIGRATIONS, bad))
-    assert applied_versions(store) == {LATEST_VERSION}
+    assert applied_versions(store) == ALL_VERSIONS
 
 
 @pytest.mark.parametrize("dsn", ["postgres://x", "chdb://relative/path", "chdb:relative", "mysql:///abs"])
@@ -139,3 +141,62 @@ def test_unreachable_server_is_a_store_error() -> None:
 def test_redact_hides_the_password() -> None:
     assert redact("http://u:secret@h:8123/x") == "http://u:***@h:8123/x"
     assert redact("chdb:///a/b") == "chdb:///a/b"
+
+
+def test_v2_on_a_v1_store_keeps_old_rows_with_defaults_and_reruns_harmlessly(store: Client) -> None:
+    assert migrate(store, MIGRATIONS[:1]) == [1]
+    v1_case = CASE_COLUMNS[: CASE_COLUMNS.index("kafka_offset") + 1]
+    store.insert(
+        "case_events",
+        [
+            [
+                "e1",
+                "c1",
+                "case.opened",
+                1,
+                "monitor",
+                "srv-a",
+                "cust",
+                1_800_000_000_000,
+                "monitor",
+                "{}",
+                "t",
+                0,
+                5,
+            ]
+        ],
+        column_names=list(v1_case),
+    )
+    v1_probe = PROBE_COLUMNS[: PROBE_COLUMNS.index("batch_item") + 1]
+    store.insert(
+        "probe_results",
+        [
+            ["srv-a", "cust", "p1", 1_800_000_000_000, 5, False, None, "timeout", "x", "w"]
+            + [None] * 6
+            + ["t", 0, 1, 0]
+        ],
+        column_names=list(v1_probe),
+    )
+    assert migrate(store) == [2]
+    for statement in MIGRATIONS[1].statements:  # every statement is idempotent on its own
+        store.command(statement)
+    case = store.query(
+        "SELECT severity, state, ticket, owner, partner_id, reason, command_id, visibility, seq,"
+        " prev_hash, hash FROM case_events"
+    ).result_rows
+    assert case == [(1, "new", None, None, None, "", None, "customer", 0, "", "")]
+    assert store.query("SELECT probe_id, maintenance_id FROM probe_results").result_rows == [("p1", None)]
+    comment = store.query(
+        "SELECT comment FROM system.columns WHERE database = currentDatabase() AND table = 'case_events'"
+        " AND name = 'severity'"
+    ).result_rows[0][0]
+    assert "0 none yet" in comment
+
+
+def test_case_events_key_has_none_of_the_new_columns(store: Client) -> None:
+    """The ReplacingMergeTree dedupes on its sorting key: new columns must not split an event in two."""
+    migrate(store)
+    key = store.query(
+        "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = 'case_events'"
+    ).result_rows[0][0]
+    assert key == "customer_id, case_id, at, event_id"

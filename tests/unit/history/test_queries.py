@@ -16,11 +16,12 @@ from history.queries import (
     SERVER_PROBES_SQL,
     InvalidQuery,
     case_event_ids,
+    case_events,
     counts,
     probe_ids,
     server_history,
 )
-from schemas.cases import CaseEvent, CaseEventType
+from schemas.cases import CaseEvent, CaseEventType, CaseSource, CaseState, Severity, Visibility, chained
 from schemas.probes import HealthMetrics, ProbeResult
 from sinks.rows import case_row, columns, probe_row
 from tests.helpers import T0, case_event
@@ -155,3 +156,67 @@ def test_parameters_are_bound_by_clickhouse_not_quoted_by_us(store: Client) -> N
     load(store, [result("a.b:c-d_e", 1), result("a", 2)], [])
     data = server_history(store, "a.b:c-d_e")
     assert [p["probe_id"] for p in data["probes"]] == [f"a.b:c-d_e@{to_epoch_ms(T0 + timedelta(minutes=1))}"]
+
+
+def test_planned_failures_carry_their_window(store: Client) -> None:
+    migrate(store)
+    results = [result("srv-a", 1, ok=False), result("srv-a", 2, ok=False), result("srv-a", 3)]
+    rows = [
+        probe_row(r, "t.probe-results", 0, i, 0, window)
+        for i, (r, window) in enumerate(zip(results, ["mw-1", None, "mw-1"], strict=True))
+    ]
+    store.insert(
+        "probe_results",
+        columns(rows, len(PROBE_COLUMNS)),
+        column_names=list(PROBE_COLUMNS),
+        column_oriented=True,
+    )
+    probes = server_history(store, "srv-a")["probes"]
+    assert [(p["ok"], p["maintenance_id"], p["planned"]) for p in probes] == [
+        (True, "mw-1", False),  # a passing probe inside a window is not a planned failure
+        (False, None, False),
+        (False, "mw-1", True),
+    ]
+
+
+def test_chained_case_events_round_trip_with_their_new_fields(store: Client) -> None:
+    opened = CaseEvent(
+        event_id="e-open",
+        case_id="c-9",
+        type=CaseEventType.CASE_OPENED,
+        severity=None,
+        source=CaseSource.EMAIL,
+        server_id="srv-a",
+        customer_id="cust-1",
+        at=T0,
+        actor="mail",
+        reason="site down?",
+    )
+    first = chained(opened, 0, "")
+    triaged = chained(
+        opened.model_copy(
+            update={
+                "event_id": "e-triage",
+                "type": CaseEventType.TRIAGED,
+                "severity": Severity.SEV2,
+                "state": CaseState.TRIAGED,
+                "ticket": "FW-7",
+                "owner": "bob",
+                "visibility": Visibility.INTERNAL,
+                "at": T0 + timedelta(minutes=5),
+            }
+        ),
+        1,
+        first.hash,
+    )
+    load(store, [], [triaged, first])
+    events = case_events(store, "c-9")
+    assert [e["event_id"] for e in events] == ["e-open", "e-triage"]
+    assert (events[0]["severity"], events[0]["state"], events[0]["reason"]) == (None, "new", "site down?")
+    assert events[0]["hash"] == first.hash
+    assert (events[1]["severity"], events[1]["ticket"], events[1]["owner"]) == (2, "FW-7", "bob")
+    assert (events[1]["visibility"], events[1]["seq"], events[1]["prev_hash"]) == ("internal", 1, first.hash)
+    assert [c["event_id"] for c in server_history(store, "srv-a")["cases"]] == ["e-triage", "e-open"]
+    assert case_events(store, "nope") == []
+    with pytest.raises(InvalidQuery):
+        case_events(store, "")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
+
 from fleetcore.clock import to_epoch_ms
 from history.ddl import CASE_COLUMNS, PROBE_COLUMNS
-from schemas.cases import CaseEvent, CaseEventType, CaseSource, Severity
+from schemas.cases import CaseEvent, CaseEventType, CaseSource, CaseState, Severity, Visibility, chained
 from schemas.probes import HealthMetrics, ProbeBatch, ProbeResult
 from sinks.rows import (
+    NO_SEVERITY,
     Rejected,
     case_row,
     columns,
@@ -20,6 +23,7 @@ from sinks.rows import (
 )
 
 AT = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+ITEM = PROBE_COLUMNS.index("batch_item")
 
 
 def result(n: int, **extra: object) -> ProbeResult:
@@ -65,6 +69,7 @@ def test_probe_row_matches_the_column_order() -> None:
         "kafka_partition": 2,
         "kafka_offset": 99,
         "batch_item": 3,
+        "maintenance_id": None,
     }
 
 
@@ -92,7 +97,7 @@ def test_case_row_matches_the_column_order() -> None:
 def test_good_batch_gives_one_row_per_result_with_item_index() -> None:
     decoded = decode_probe_message(batch_bytes([result(1), result(2)]), "t", 0, 10)
     assert decoded.rejected == []
-    assert [(r[2], r[-1]) for r in decoded.rows] == [("srv-a@1", 0), ("srv-a@2", 1)]
+    assert [(r[2], r[ITEM]) for r in decoded.rows] == [("srv-a@1", 0), ("srv-a@2", 1)]
 
 
 def test_rejected_items_keep_the_other_items_indexes() -> None:
@@ -100,7 +105,7 @@ def test_rejected_items_keep_the_other_items_indexes() -> None:
     envelope["results"][1]["latency_ms"] = -1
     envelope["results"][3] = {"nonsense": True}
     decoded = decode_probe_message(json.dumps(envelope).encode(), "t", 0, 10)
-    assert [(r[2], r[-1]) for r in decoded.rows] == [("srv-a@0", 0), ("srv-a@2", 2), ("srv-a@4", 4)]
+    assert [(r[2], r[ITEM]) for r in decoded.rows] == [("srv-a@0", 0), ("srv-a@2", 2), ("srv-a@4", 4)]
     assert [r.item for r in decoded.rejected] == [1, 3]
     assert "latency_ms" in decoded.rejected[0].reason
     assert json.loads(decoded.rejected[1].payload) == {"nonsense": True}
@@ -164,7 +169,7 @@ def test_values_outside_the_columns_are_rejected_per_item() -> None:
     envelope["results"][2]["started_at"] = "2400-01-01T00:00:00Z"
     envelope["results"][3]["health"] = {"connections": 2**33}
     decoded = decode_probe_message(json.dumps(envelope).encode(), "t", 0, 10)
-    assert [r[-1] for r in decoded.rows] == [0]
+    assert [r[ITEM] for r in decoded.rows] == [0]
     assert [r.item for r in decoded.rejected] == [1, 2, 3]
     assert "latency_ms" in decoded.rejected[0].reason
     assert "1900..2299" in decoded.rejected[1].reason
@@ -187,3 +192,82 @@ def test_case_event_that_cannot_be_stored_is_rejected() -> None:
     assert huge.rejected[0].reason.startswith("cannot store CaseEvent")
     late = decode_case_message(json.dumps({**base, "at": "2400-01-01T00:00:00Z"}).encode(), "c", 0, 1)
     assert "1900..2299" in late.rejected[0].reason
+
+
+def chained_events() -> list[CaseEvent]:
+    """A portal case awaiting triage (no severity), then triaged: a two-event hash chain."""
+    opened = CaseEvent(
+        event_id="e-open",
+        case_id="c-9",
+        type=CaseEventType.CASE_OPENED,
+        severity=None,
+        source=CaseSource.PORTAL,
+        customer_id="cust",
+        at=AT,
+        actor="alice@cust",
+        reason="cannot log in",
+        command_id="cmd-1",
+        partner_id="isp-1",
+    )
+    first = chained(opened, 0, "")
+    triaged = CaseEvent(
+        event_id="e-triage",
+        case_id="c-9",
+        type=CaseEventType.TRIAGED,
+        severity=Severity.SEV2,
+        source=CaseSource.PORTAL,
+        customer_id="cust",
+        at=AT,
+        actor="bob",
+        state=CaseState.TRIAGED,
+        ticket="FW-000123",
+        owner="bob",
+        visibility=Visibility.INTERNAL,
+        command_id="cmd-2",
+    )
+    return [first, chained(triaged, 1, first.hash)]
+
+
+def test_chained_case_events_fill_the_new_columns_and_no_severity_is_zero() -> None:
+    first, second = chained_events()
+    row = dict(zip(CASE_COLUMNS, case_row(first, "cases", 0, 7), strict=True))
+    assert row["severity"] == NO_SEVERITY == 0
+    assert (row["state"], row["ticket"], row["owner"]) == ("new", None, None)
+    assert (row["partner_id"], row["reason"], row["command_id"]) == ("isp-1", "cannot log in", "cmd-1")
+    assert (row["visibility"], row["seq"], row["prev_hash"]) == ("customer", 0, "")
+    assert row["hash"] == first.hash
+    assert len(row["hash"]) == 64
+    row = dict(zip(CASE_COLUMNS, case_row(second, "cases", 0, 8), strict=True))
+    assert (row["severity"], row["state"], row["ticket"], row["owner"]) == (2, "triaged", "FW-000123", "bob")
+    assert (row["visibility"], row["seq"], row["prev_hash"]) == ("internal", 1, first.hash)
+
+
+@pytest.mark.parametrize("event_type", list(CaseEventType))
+def test_every_case_event_type_is_stored(event_type: CaseEventType) -> None:
+    event = chained_events()[1].model_copy(update={"type": event_type})
+    decoded = decode_case_message(event.model_dump_json().encode(), "c", 0, 1)
+    assert decoded.rejected == []
+    assert decoded.rows[0][CASE_COLUMNS.index("type")] == event_type.value
+
+
+def test_a_seq_beyond_the_column_is_rejected_not_inserted() -> None:
+    event = json.loads(chained_events()[0].model_dump_json())
+    event["seq"] = 2**64
+    decoded = decode_case_message(json.dumps(event).encode(), "c", 0, 1)
+    assert decoded.rows == []
+    assert "seq" in decoded.rejected[0].reason
+
+
+def test_planned_lookup_marks_rows_with_their_window() -> None:
+    results = [result(0), result(1, server_id="srv-b", probe_id="srv-b@1")]
+
+    def planned(r: ProbeResult) -> str | None:
+        return "mw-1" if r.server_id == "srv-a" else None
+
+    decoded = decode_probe_message(batch_bytes(results), "t", 0, 10, planned)
+    window = PROBE_COLUMNS.index("maintenance_id")
+    assert [row[window] for row in decoded.rows] == ["mw-1", None]
+    assert [row[window] for row in decode_probe_message(batch_bytes(results), "t", 0, 10).rows] == [
+        None,
+        None,
+    ]

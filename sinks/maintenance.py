@@ -1,0 +1,67 @@
+"""The sink's view of planned maintenance: the maintenance topic followed into a `MaintenanceBook`.
+
+Every sink process reads the whole (single-partition, compacted) topic without a consumer group, in a
+background thread, and the ingest thread asks `planned(result)` for each probe result it stores. The sink
+waits for the topic to be read to its end before it consumes results, so a restart marks what the first
+pass marked. A window published less than a poll (~0.2 s) before a result is stored may miss that result;
+windows are declared ahead of their start, so this matters only for a window added while it already runs.
+
+A replayed chunk is rebuilt with the book of the moment; ClickHouse drops it by its dedup token, so the
+rows of the first insert stay (marks are never rewritten). Cancelled windows still cover what happened
+before the cancel (`streams.maintenance`), so late or replayed results inside them stay planned.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from fleetcore.compacted import CompactedFollower
+from schemas.maintenance import MaintenanceWindow
+from schemas.probes import ProbeResult
+from streams.maintenance import MaintenanceBook
+
+log = logging.getLogger(__name__)
+
+
+def _decode(raw: bytes) -> MaintenanceWindow:
+    return MaintenanceWindow.model_validate_json(raw)
+
+
+class MaintenanceFeed:
+    """A MaintenanceBook kept current from the maintenance topic; `planned` is safe from any thread."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.book = MaintenanceBook()
+        self.follower: CompactedFollower[MaintenanceWindow] = CompactedFollower(
+            bootstrap, topic, _decode, on_update=self.book.apply, name="sink-maintenance"
+        )
+
+    def start(self, wait_s: float, stop: threading.Event | None = None) -> bool:
+        """Start following; wait up to `wait_s` (or until `stop` is set) for the topic to be read to its
+        end. False if it was not read yet (results are then stored unplanned until it is)."""
+        self.follower.start()
+        deadline = time.monotonic() + wait_s
+        caught_up = self.follower.wait_caught_up(0)
+        while not caught_up and time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+            caught_up = self.follower.wait_caught_up(0.1)
+        if not caught_up:
+            log.warning(
+                "sink: maintenance topic %s not read within %.0f s; results are stored unplanned until it is",
+                self.follower.topic,
+                wait_s,
+            )
+        return caught_up
+
+    def stop(self) -> None:
+        """Stop following."""
+        self.follower.stop()
+
+    def planned(self, result: ProbeResult) -> str | None:
+        """The id of the window covering the result's server at its start, or None."""
+        if not len(self.book):  # no windows at all: skip the lock (the common case)
+            return None
+        with self.follower.lock:
+            window = self.book.covering(result.server_id, result.customer_id, result.started_at)
+        return None if window is None else window.window_id
