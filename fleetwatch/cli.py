@@ -50,6 +50,13 @@ def _cmd_sink(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_notify(args: argparse.Namespace) -> int:
+    from sinks.notifier.service import run
+
+    run(_settings(args))
+    return 0
+
+
 def _cmd_inventory_load(args: argparse.Namespace) -> int:
     from probes.inventory import load_command
 
@@ -108,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("probe", _cmd_probe, "run a probe worker (joins the probe group, probes its share of the fleet)")
     add("stream", _cmd_stream, "run the Faust stream worker (detector)")
     add("sink", _cmd_sink, "run the ClickHouse sink (and, embedded, the history query API)")
+    add("notify", _cmd_notify, "run the notifier (delivers pages, emails and calls to contacts)")
 
     inv = sub.add_parser("inventory", help="manage the fleet inventory").add_subparsers(
         dest="inventory_command", required=True
