@@ -81,10 +81,18 @@ def _cmd_schema_export(args: argparse.Namespace) -> int:
     return 0
 
 
+DEMO_CLOCK_SCALE = 60.0
+"""The demo's clock: one policy hour per real minute, so a Sev1's whole timeline shows in minutes."""
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     from fleetwatch.stack import run_up
 
     settings = _settings(args)
+    if args.clock_scale is not None:
+        settings = settings.model_copy(update={"clock_scale": args.clock_scale})
+    elif not args.no_demo and "FLEETWATCH_CLOCK_SCALE" not in os.environ:
+        settings = settings.model_copy(update={"clock_scale": DEMO_CLOCK_SCALE})
     external = args.bootstrap is not None or "FLEETWATCH_KAFKA_BOOTSTRAP" in os.environ
     return run_up(settings, external_kafka=external, demo=not args.no_demo, run_for_s=args.run_for)
 
@@ -112,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     up = add("up", _cmd_up, "run the whole monitor on this machine (local Kafka, workers, demo fleet)")
     up.add_argument("--no-demo", action="store_true", help="do not start or load the demo fleet")
     up.add_argument("--run-for", type=float, default=None, help="stop by itself after this many seconds")
+    up.add_argument(
+        "--clock-scale",
+        type=float,
+        default=None,
+        help=f"policy seconds per real second (demo default {DEMO_CLOCK_SCALE:g}: one policy hour per "
+        "real minute; 1 = real time; env FLEETWATCH_CLOCK_SCALE)",
+    )
     add("probe", _cmd_probe, "run a probe worker (joins the probe group, probes its share of the fleet)")
     add("stream", _cmd_stream, "run the Faust stream worker (detector)")
     add("sink", _cmd_sink, "run the ClickHouse sink (and, embedded, the history query API)")

@@ -109,14 +109,15 @@ def flapping(
 
 
 DEFAULT_SCRIPT: tuple[Outage, ...] = (
-    Outage("demo-srv-03", 5.0, 5.0 + 180.0, Mode.DOWN),  # a real outage: long enough to open a Sev1 case
+    Outage("demo-srv-03", 5.0, 5.0 + 300.0, Mode.DOWN),  # a real outage: a Sev1 with its whole timeline
     *flapping("demo-srv-07", 30.0, 90.0, 45.0, 20, Mode.RESET),  # flapping: fails a few times, recovers
     Outage("demo-srv-05", 0.0, math.inf, Mode.SLOW),  # always slow but within its timeout
     Outage("demo-srv-11", 60.0, 120.0, Mode.HANG),  # hangs past the probe timeout for a minute
     Outage("demo-tcp-02", 40.0, 100.0, Mode.DOWN),  # tcp port closed for a minute
 )
-"""The default script: demo-srv-03 down from t=5 s for 3 minutes, demo-srv-07 flapping, demo-srv-05 slow,
-demo-srv-11 hanging for a minute, demo-tcp-02 refusing connections for a minute."""
+"""The default script: demo-srv-03 down from t=5 s for 5 minutes (at the demo's 60x policy clock: page at
+open, VP escalation at 1 h under globex's own plan, hourly status notices from 2 h), demo-srv-07 flapping,
+demo-srv-05 slow, demo-srv-11 hanging for a minute, demo-tcp-02 refusing connections for a minute."""
 
 
 def generated_servers(count: int, prefix: str = "fleet-srv") -> list[DemoServer]:

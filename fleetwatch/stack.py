@@ -1,10 +1,14 @@
 """`fleetwatch up`: the whole monitor on one machine.
 
 Starts, in order: the local Kafka broker (unless a bootstrap server is configured), the topics, the demo fleet
-(a dozen simulated MyCorpServers on 127.0.0.1) and its inventory, then the workers as child processes
-(sink, which owns the embedded ClickHouse store and serves its queries; stream; probe). It prints each case
-event as it appears on the case topic. Ctrl-C (or SIGTERM) stops the children in reverse order, then the
-demo fleet, then the broker, each by its own PID.
+(a dozen simulated MyCorpServers on 127.0.0.1) and its inventory, a local SMTP catcher and a pager/call
+webhook catcher (so the demo's emails, pages and calls land on this machine), then the workers as child
+processes (sink, which owns the embedded ClickHouse store and serves its queries; stream; notify; probe). It
+prints each case event as it appears on the case topic and each email, page and call the catchers receive.
+With the demo the policy clock runs at 60x (one policy hour per real minute; `--clock-scale`), all processes
+sharing one origin, so a Sev1's page, VP escalation and hourly updates show within minutes. Ctrl-C (or
+SIGTERM) stops the children in reverse order, then the catchers, the demo fleet and the broker, each by its
+own PID.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ log = logging.getLogger(__name__)
 DEMO_CADENCE = {"probe_interval_s": 15.0, "probe_retry_interval_s": 3.0}
 """Demo cadences: a healthy server every 15 s, a failing one every 3 s, so 10 in a row take ~30 s."""
 
-WORKERS = ("sink", "stream", "probe")
+WORKERS = ("sink", "stream", "notify", "probe")
 """Start order; they stop in reverse."""
 
 
@@ -43,16 +47,29 @@ def _say(message: str) -> None:
     print(f"[fleetwatch up] {message}", flush=True)
 
 
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+"""The repository's examples (demo contacts directory and SLA policy book)."""
+
+
 def format_case_event(event: CaseEvent) -> str:
     """One readable line per case event."""
     stamp = event.at.strftime("%Y-%m-%d %H:%M:%S")
-    what = event.details.get("reason") or ""
-    if event.type.value == "server.recovered":
+    sev = f"SEV{int(event.severity)}" if event.severity is not None else "SEV?"
+    what = event.reason or str(event.details.get("reason") or "")
+    kind = event.type.value
+    if kind.startswith("notification."):
+        what = f"{event.details.get('channel')} to {event.details.get('role')}"
+        if event.details.get("contact"):
+            what += f" ({event.details.get('contact')})"
+        if event.details.get("error"):
+            what += f": {event.details.get('error')}"
+    elif kind == "server.recovered":
         what = f"server passed again after {event.details.get('outage_seconds')} s"
     error = event.details.get("error_class")
     return (
-        f"{stamp}Z  {event.type.value:<17} SEV{int(event.severity)}  server={event.server_id} "
-        f"customer={event.customer_id}  case={event.case_id}  {what}{f' ({error})' if error else ''}"
+        f"{stamp}Z  {event.ticket or event.case_id:<10} {kind:<24} {sev}  {event.state.value:<9} "
+        f"server={event.server_id or '-'} customer={event.customer_id}  "
+        f"{what}{f' ({error})' if error else ''}"
     )
 
 
@@ -61,7 +78,10 @@ def worker_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     env = dict(os.environ)
     values = {**settings.model_dump(), **overrides}
     for name, value in values.items():
-        env[f"FLEETWATCH_{name.upper()}"] = str(value)
+        if value is None:  # unset optional settings stay unset (str(None) would be a value)
+            env.pop(f"FLEETWATCH_{name.upper()}", None)
+        else:
+            env[f"FLEETWATCH_{name.upper()}"] = str(value)
     return env
 
 
@@ -161,6 +181,7 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     watcher: CaseWatcher | None = None
     demo: Any = None
+    catchers: list[Any] = field(default_factory=list)
 
     def stop(self) -> None:
         if self.watcher is not None:
@@ -168,6 +189,8 @@ class Stack:
         for child in reversed(self.children):
             _say(f"stopping {child.name} (pid {child.proc.pid})")
             child.stop()
+        for catcher in reversed(self.catchers):
+            catcher.stop()
         if self.demo is not None:
             self.demo.stop()
         if self.broker is not None:
@@ -197,6 +220,50 @@ def run_up(
         _say("stopped")
 
 
+def _mail_line(sender: str, recipients: list[str], subject: str) -> None:
+    print(f"{'':>21}  [mail] to {', '.join(recipients)}: {subject}", flush=True)
+
+
+def _hook_line(kind: str, body: dict[str, Any]) -> None:
+    if kind == "page":
+        payload = body.get("payload") or {}
+        text = f"[page] {body.get('routing_key')}: {payload.get('summary')}"
+    elif kind == "call":
+        text = f"[call] {body.get('name')} {body.get('phone')}: {body.get('message')}"
+    else:
+        text = f"[{kind}] {body.get('key')}"
+    print(f"{'':>21}  {text}", flush=True)
+
+
+def _notification_setup(stack: Stack, settings: Settings, demo: bool) -> dict[str, Any]:
+    """Start the demo's mail and webhook catchers; the notifier settings that point at them."""
+    from fleetwatch.mailcatcher import MailCatcher
+    from fleetwatch.webhook_catcher import WebhookCatcher
+
+    out: dict[str, Any] = {}
+    if demo:
+        for name, file in (("contacts_file", "contacts.yaml"), ("sla_policy_file", "sla-policy.yaml")):
+            if getattr(settings, name) is None and (EXAMPLES / file).exists():
+                out[name] = EXAMPLES / file
+    mail = MailCatcher(settings.data_dir / "mail", port=settings.mail_catcher_port, callback=_mail_line)
+    mail.start()
+    stack.catchers.append(mail)
+    hooks = WebhookCatcher(port=0, path=settings.data_dir / "webhooks.jsonl", callback=_hook_line)
+    hooks.start()
+    stack.catchers.append(hooks)
+    out.update(
+        smtp_host="127.0.0.1",
+        smtp_port=mail.port,
+        pager_url=settings.pager_url or hooks.pager_url,
+        call_url=settings.call_url or hooks.call_url,
+    )
+    _say(
+        f"notifications: SMTP catcher on 127.0.0.1:{mail.port} (mail kept in {settings.data_dir / 'mail'}), "
+        f"pager/call webhooks on {hooks.base_url}"
+    )
+    return out
+
+
 def _up(
     stack: Stack, external_kafka: bool, demo: bool, run_for_s: float | None, stopping: threading.Event
 ) -> int:
@@ -221,6 +288,13 @@ def _up(
     topics = Topics(settings.topic_prefix)
     created = ensure_topics(settings.kafka_bootstrap, topics)
     _say(f"topics ready ({len(created)} created)")
+    if settings.clock_scale != 1.0:
+        settings = settings.model_copy(update={"clock_origin_ms": int(time.time() * 1000)})
+        stack.settings = settings
+        _say(
+            f"policy clock at {settings.clock_scale:g}x: one policy hour every "
+            f"{3600 / settings.clock_scale:.0f} real seconds (--clock-scale 1 for real time)"
+        )
 
     overrides: dict[str, Any] = dict(DEMO_CADENCE) if demo else {}
     if demo:
@@ -234,6 +308,7 @@ def _up(
         publish_inventory(settings.kafka_bootstrap, topics, servers, prune=True)
         _say(f"demo fleet: {len(servers)} servers on {fleet_thread.fleet.base_url} (inventory published)")
 
+    overrides.update(_notification_setup(stack, settings, demo))
     env = worker_env(settings, **overrides)
     logs = settings.data_dir / "logs"
     stack.watcher = CaseWatcher(

@@ -34,7 +34,7 @@ from history.queries import InvalidQuery, counts, server_history
 from history.store import connect, redact
 from schemas.topics import Topics
 from sinks.clickhouse import ClickHouseSink, SinkMetrics, SinkStats
-from sinks.maintenance import MaintenanceFeed
+from streams.maintenance_feed import MaintenanceFeed
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,9 @@ class SinkService:
                 log.info("sink: history store %s migrated to %s", redact(dsn), applied)
             self._query_client = connect(dsn, self.settings.clickhouse_database)
             maintenance = self.maintenance = MaintenanceFeed(
-                self.settings.kafka_bootstrap, Topics(self.settings.topic_prefix).maintenance
+                self.settings.kafka_bootstrap,
+                Topics(self.settings.topic_prefix).maintenance,
+                "sink-maintenance",
             )
             maintenance.start(MAINTENANCE_WAIT_S, self.stop_event)
             try:

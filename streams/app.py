@@ -1,45 +1,50 @@
-"""The Faust app: the detector agent over probe-results, its streak table, and the case topic it feeds.
+"""The Faust app of the stream worker: the detector agent and the case engine, with their tables and topics.
 
-Thin wiring only; every decision is `streams.detector.observe`. One probe-results message is a ProbeBatch
-bound for one partition (server ids hashed like Kafka's default partitioner), so each server's results and
-its table row stay with one worker. Malformed envelopes and invalid results go to the dead-letter topic with
-the reason; the rest of the batch is processed.
+Thin wiring only; every decision is pure code (`streams.redundancy.Detector`, `streams.cases.apply`,
+`streams.sla`). Two agents share one app (one consumer group):
+
+* detector (`streams.detection`): probe-results → streak table → CaseCommands (open, recovered, severity).
+* case engine (`streams.engine`): case-commands → case table (+ per-partition ticket counters) → CaseEvents on
+  the case topic (the audit log) and Notifications; a timer scans the worker's active case partitions for due
+  deadlines and sends TICK commands back to the engine.
+
+Outputs go through `Outputs`, whose senders return an awaitable that completes once Kafka acknowledged
+the message; agents await them before writing their tables, so a crash can repeat an output (deterministic
+ids, the engine's command-id check and consumers' dedupe absorb that) but never lose one.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import faust
-from prometheus_client import Counter
 
-from fleetcore.clock import Clock, SystemClock
+from fleetcore.clock import Clock, clock_for
 from fleetcore.settings import Settings
 from schemas.cases import CaseEvent
+from schemas.commands import CaseCommand
 from schemas.deadletter import DeadLetter
-from schemas.envelope import decode_probe_batch, item_payload
-from schemas.topics import PROBE_RESULTS, Topics
+from schemas.notifications import Notification
+from schemas.topics import CASE_COMMANDS, PROBE_RESULTS, Topics
 from streams import codec
-from streams.detector import INITIAL, ServerStreak, observe
 
 log = logging.getLogger(__name__)
 
-RESULTS = Counter("fleetwatch_stream_results_total", "Probe results seen by the detector", ["outcome"])
-CASE_EVENTS = Counter("fleetwatch_stream_case_events_total", "Case events emitted", ["type"])
-DEAD_LETTERS = Counter("fleetwatch_stream_dead_letters_total", "Messages or items dead-lettered")
-TABLE_WRITES = Counter("fleetwatch_stream_table_writes_total", "Streak table writes")
+Send = Callable[[Any], Awaitable[Awaitable[Any] | None]]
+"""Queue one message; the returned awaitable (if any) completes when the broker acknowledged it."""
 
 
 @dataclass
 class Outputs:
-    """Where the agent's outputs go; tests replace the senders (agents' sends need a broker)."""
+    """Where the agents' outputs go; unit tests replace the senders (agents' sends need a broker)."""
 
-    case: Callable[[CaseEvent], Awaitable[Any]]
-    dead_letter: Callable[[DeadLetter], Awaitable[Any]]
+    case: Callable[[CaseEvent], Awaitable[Awaitable[Any] | None]]
+    command: Callable[[CaseCommand], Awaitable[Awaitable[Any] | None]]
+    notification: Callable[[Notification], Awaitable[Awaitable[Any] | None]]
+    dead_letter: Callable[[DeadLetter], Awaitable[Awaitable[Any] | None]]
 
 
 @dataclass
@@ -48,16 +53,37 @@ class StreamApp:
 
     app: faust.App
     topics: Topics
+    settings: Settings
     streaks: Any
-    agent: Any
+    cases: Any
+    tickets: Any
     outputs: Outputs
-    clock: Clock = field(default_factory=SystemClock)
+    clock: Clock
+    agent: Any = None
+    """The detector agent."""
+    engine: Any = None
+    """The case-engine agent."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Wiring parts tests may poke (the maintenance book, the timer function)."""
+
+
+def _table(app: faust.App, name: str, partitions: int, serializer: str | None) -> Any:
+    table: Any = app.Table(name, default=None, partitions=partitions, key_type=str)
+    if serializer is not None:
+        # The constructor rejects value_serializer and has already built its changelog topic with "json":
+        # set the codec, then rebuild the changelog topic so restored rows decode as the model too.
+        table.value_serializer = serializer
+        table.changelog_topic = table._new_changelog_topic()
+    return table
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> StreamApp:
-    """Build the Faust app for these settings."""
+    """Build the Faust app (both agents, tables, the deadline timer) for these settings."""
+    from streams.detection import install_detector
+    from streams.engine import install_engine
+
     codec.register_codecs()
-    clock = clock or SystemClock()
+    clock = clock or clock_for(settings.clock_scale, settings.clock_origin_ms)
     names = Topics(settings.topic_prefix)
     data_dir = settings.data_dir / "stream" / f"{settings.topic_prefix}{settings.stream_app_id}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -83,84 +109,39 @@ def create_app(settings: Settings, clock: Clock | None = None) -> StreamApp:
         table_standby_replicas=0,
         key_serializer="raw",
     )
-    results_topic = app.topic(
-        names.probe_results,
-        value_type=bytes,
-        value_serializer="raw",
-        key_serializer="raw",
-        partitions=PROBE_RESULTS.partitions,
-        internal=False,
-    )
     cases_topic = app.topic(names.cases, value_serializer=codec.CASE_EVENT, key_serializer="raw")
+    commands_out = app.topic(names.case_commands, value_serializer=codec.CASE_COMMAND, key_serializer="raw")
+    notify_topic = app.topic(names.notifications, value_serializer=codec.NOTIFICATION, key_serializer="raw")
     dlq_topic = app.topic(names.dead_letter, value_serializer=codec.DEAD_LETTER, key_serializer="raw")
-    streaks: Any = app.Table("streaks", default=None, partitions=PROBE_RESULTS.partitions, key_type=str)
-    # The constructor rejects value_serializer and has already built its changelog topic with "json":
-    # set the codec, then rebuild the changelog topic so restored rows decode as ServerStreak too.
-    streaks.value_serializer = codec.SERVER_STREAK
-    streaks.changelog_topic = streaks._new_changelog_topic()
 
-    async def send_case(event: CaseEvent) -> Any:
+    async def send_case(event: CaseEvent) -> Awaitable[Any]:
         return await cases_topic.send(key=event.case_id.encode(), value=event)
 
-    async def send_dead_letter(letter: DeadLetter) -> Any:
+    async def send_command(command: CaseCommand) -> Awaitable[Any]:
+        return await commands_out.send(key=command.case_id.encode(), value=command)
+
+    async def send_notification(note: Notification) -> Awaitable[Any]:
+        return await notify_topic.send(key=note.key.encode(), value=note)
+
+    async def send_dead_letter(letter: DeadLetter) -> Awaitable[Any]:
         key = f"{letter.source_topic}:{letter.partition}:{letter.offset}"
         return await dlq_topic.send(key=key.encode(), value=letter)
 
-    outputs = Outputs(case=send_case, dead_letter=send_dead_letter)
-    threshold = settings.failure_threshold
-    ok_results, failed_results = RESULTS.labels("ok"), RESULTS.labels("failed")
-    within_s = settings.stream_batch_within_ms / 1000
-
-    async def dead_letter(event: Any, index: int | None, reason: str, now: datetime) -> None:
-        message = event.message
-        DEAD_LETTERS.inc()
-        await outputs.dead_letter(
-            DeadLetter(
-                source_topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                item=index,
-                consumer="stream",
-                reason=reason,
-                payload=item_payload(event.value, index),
-                rejected_at=now,
-            )
-        )
-
-    async def detect(stream: Any) -> AsyncIterator[None]:  # a faust Stream of raw envelopes
-        # Takes up to stream_batch_max envelopes (or what came within stream_batch_within_ms) and writes each
-        # server's changed streak once per take: one changelog message instead of one per changed result.
-        # Faust acks the take's events only after this body, so offsets never run ahead of the writes.
-        async for events in stream.take_events(settings.stream_batch_max, within=within_s):
-            now = clock.now()
-            changed: dict[str, tuple[int, ServerStreak]] = {}
-            failed = total = 0
-            for event in events:
-                decoded = decode_probe_batch(event.value)
-                for index, reason in decoded.rejected:
-                    await dead_letter(event, index, reason, now)
-                partition = event.message.partition
-                for result in decoded.results:
-                    failed += not result.ok
-                    pending = changed.get(result.server_id)
-                    before: ServerStreak = (
-                        pending[1] if pending else (streaks.get(result.server_id) or INITIAL)
-                    )
-                    after, case_events = observe(before, result, now, threshold)
-                    for case_event in case_events:
-                        CASE_EVENTS.labels(case_event.type.value).inc()
-                        await outputs.case(case_event)
-                    if after is not before:
-                        changed[result.server_id] = (partition, after)
-                total += len(decoded.results)
-            for server_id, (partition, streak) in changed.items():
-                # the changelog partition is the source partition: a server's results all land on one
-                streaks.data[server_id] = streak
-                streaks.send_changelog(partition, server_id, streak)
-            TABLE_WRITES.inc(len(changed))
-            ok_results.inc(total - failed)
-            failed_results.inc(failed)
-            yield None
-
-    agent = app.agent(results_topic, name="detector", concurrency=1)(detect)
-    return StreamApp(app=app, topics=names, streaks=streaks, agent=agent, outputs=outputs, clock=clock)
+    stream = StreamApp(
+        app=app,
+        topics=names,
+        settings=settings,
+        streaks=_table(app, "streaks", PROBE_RESULTS.partitions, codec.SERVER_STREAK),
+        cases=_table(app, "cases", CASE_COMMANDS.partitions, codec.CASE),
+        tickets=_table(app, "tickets", CASE_COMMANDS.partitions, None),
+        outputs=Outputs(
+            case=send_case,
+            command=send_command,
+            notification=send_notification,
+            dead_letter=send_dead_letter,
+        ),
+        clock=clock,
+    )
+    install_detector(stream)
+    install_engine(stream)
+    return stream

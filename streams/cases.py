@@ -496,13 +496,21 @@ _TAKES: dict[CommandType, frozenset[str]] = {
     CommandType.NOTIFICATION_OUTCOME: frozenset(),
 }
 _OPTIONAL = ("source", "partner_id", "title", "severity", "owner", "message")
+_IDENTITY = frozenset({"source", "partner_id"})
 
 
 def _check_fields(case: Case, command: CaseCommand) -> None:
     """Reject fields the command type does not use (they would be silently ignored) and ids that contradict
     the case."""
     takes = _TAKES.get(command.type, frozenset({"message"}))
-    unused = [name for name in _OPTIONAL if name not in takes and getattr(command, name) not in (None, "")]
+    unused = [
+        name
+        for name in _OPTIONAL
+        if name not in takes
+        and getattr(command, name) not in (None, "")
+        # identity fields that repeat the case's own value (the monitor sends them) contradict nothing
+        and not (name in _IDENTITY and getattr(command, name) == getattr(case, name))
+    ]
     if unused:
         raise CommandRejected(f"{command.type.value} does not take {', '.join(unused)}")
     if command.customer_id is not None and command.customer_id != case.customer_id:

@@ -12,7 +12,10 @@ from faust.serializers import codecs
 from pydantic import BaseModel
 
 from schemas.cases import CaseEvent
+from schemas.commands import CaseCommand
 from schemas.deadletter import DeadLetter
+from schemas.notifications import Notification
+from streams.cases import Case
 from streams.detector import ServerStreak
 
 
@@ -35,11 +38,17 @@ class PydanticCodec(codecs.Codec):
 CASE_EVENT = "fw_case_event"
 DEAD_LETTER = "fw_dead_letter"
 SERVER_STREAK = "fw_server_streak"
+CASE_COMMAND = "fw_case_command"
+NOTIFICATION = "fw_notification"
+CASE = "fw_case"
 
 _REGISTERED: dict[str, type[BaseModel]] = {
     CASE_EVENT: CaseEvent,
     DEAD_LETTER: DeadLetter,
     SERVER_STREAK: ServerStreak,
+    CASE_COMMAND: CaseCommand,
+    NOTIFICATION: Notification,
+    CASE: Case,
 }
 
 

@@ -9,8 +9,12 @@ from fleetcore.logs import setup_logging
 from fleetcore.settings import Settings
 from schemas.topics import Topics
 from streams.app import create_app
+from streams.maintenance_feed import MaintenanceFeed
 
 log = logging.getLogger(__name__)
+
+MAINTENANCE_WAIT_S = 30.0
+"""How long the worker waits at start for the maintenance topic before it judges results regardless."""
 
 
 def run(settings: Settings) -> None:
@@ -24,6 +28,11 @@ def run(settings: Settings) -> None:
     if settings.stream_metrics_port:
         start_http_server(settings.stream_metrics_port, addr=settings.metrics_host)
     stream = create_app(settings)
+    feed = MaintenanceFeed(
+        settings.kafka_bootstrap, Topics(settings.topic_prefix).maintenance, "stream-maintenance"
+    )
+    feed.start(MAINTENANCE_WAIT_S)  # read the windows before the first result is judged
+    stream.extras["planned"] = feed.planned
     level = settings.log_level.upper()
     worker = faust.Worker(
         stream.app,
@@ -38,4 +47,7 @@ def run(settings: Settings) -> None:
         # building and dropping those records costs ~12% of the detector's time.
         setup_logging(settings.log_level)
 
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        feed.stop()

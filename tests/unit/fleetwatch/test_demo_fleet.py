@@ -83,7 +83,7 @@ async def test_healthy_server_returns_metrics(fleet: tuple[DemoFleet, ManualCloc
     assert demo.hits["demo-srv-01"] == 1
 
 
-async def test_default_script_takes_demo_srv_03_down_for_three_minutes(
+async def test_default_script_takes_demo_srv_03_down_for_five_minutes(
     fleet: tuple[DemoFleet, ManualClock],
 ) -> None:
     demo, clock = fleet
@@ -94,7 +94,7 @@ async def test_default_script_takes_demo_srv_03_down_for_three_minutes(
     result = await probe(demo, "demo-srv-03")
     assert not result.ok
     assert result.status_code == 503
-    clock.advance(179.9)
+    clock.advance(299.9)
     assert demo.mode_of("demo-srv-03") is Mode.DOWN
     clock.advance(0.1)
     assert (await probe(demo, "demo-srv-03")).ok

@@ -1,20 +1,47 @@
-"""The detector agent's wiring without a broker (Faust test context); codecs round-trip."""
+"""The agents' wiring without a broker (Faust test context): detector → commands, engine → events; codecs."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fleetcore.settings import Settings
-from schemas.cases import CaseEvent
+from schemas.cases import CaseEvent, CaseEventType, CaseState, Severity, case_event_hash
+from schemas.commands import CaseCommand, CommandType
 from schemas.deadletter import DeadLetter
+from schemas.notifications import Channel, Notification, Role
 from schemas.probes import ProbeBatch
 from streams.app import StreamApp, create_app
+from streams.cases import Case
 from streams.codec import PydanticCodec
 from streams.detector import ServerStreak, StreakState
-from tests.helpers import result
+from tests.helpers import T0, monitor_command, result
+
+
+class Sent:
+    """Collects what the agents send (instead of a broker)."""
+
+    def __init__(self) -> None:
+        self.cases: list[CaseEvent] = []
+        self.commands: list[CaseCommand] = []
+        self.notifications: list[Notification] = []
+        self.letters: list[DeadLetter] = []
+
+    def attach(self, stream: StreamApp) -> None:
+        def collect(into: list[Any]) -> Any:
+            async def send(value: Any) -> None:
+                into.append(value)
+
+            return send
+
+        stream.outputs.case = collect(self.cases)
+        stream.outputs.command = collect(self.commands)
+        stream.outputs.notification = collect(self.notifications)
+        stream.outputs.dead_letter = collect(self.letters)
 
 
 @pytest.fixture
@@ -26,22 +53,15 @@ def stream(tmp_path: Path) -> Iterator[StreamApp]:
     return app
 
 
-def _batch(results: list) -> bytes:
+def _batch(results: list[Any]) -> bytes:
     return ProbeBatch(batch_id="b", worker_id="w", partition=0, results=results).model_dump_json().encode()
 
 
-async def test_agent_opens_case_writes_table_only_on_change_and_dead_letters(stream: StreamApp) -> None:
-    cases: list[CaseEvent] = []
-    letters: list[DeadLetter] = []
-
-    async def case(e: CaseEvent) -> None:
-        cases.append(e)
-
-    async def dead(d: DeadLetter) -> None:
-        letters.append(d)
-
-    stream.outputs.case = case
-    stream.outputs.dead_letter = dead
+async def test_detector_sends_open_command_writes_only_changes_and_dead_letters(
+    stream: StreamApp,
+) -> None:
+    sent = Sent()
+    sent.attach(stream)
     async with stream.agent.test_context() as agent:
         await agent.put(_batch([result("ok", i, ok=True) for i in range(5)]))
         assert "ok" not in stream.streaks  # healthy: no table write
@@ -50,10 +70,79 @@ async def test_agent_opens_case_writes_table_only_on_change_and_dead_letters(str
         await agent.put(b"garbage")
         await agent.put(_batch([result("down", 9, ok=False)]))
         assert stream.streaks["down"].state is StreakState.OPEN
-    assert [c.type.value for c in cases] == ["case.opened"]
-    assert len(letters) == 1
-    assert letters[0].reason.startswith("not JSON")
-    assert letters[0].consumer == "stream"
+    assert [(c.type, c.severity) for c in sent.commands] == [(CommandType.OPEN, Severity.SEV1)]
+    assert sent.cases == []  # only the engine writes the case topic
+    assert len(sent.letters) == 1
+    assert sent.letters[0].reason.startswith("not JSON")
+    assert sent.letters[0].consumer == "stream"
+
+
+async def test_detector_skips_failures_inside_a_maintenance_window(stream: StreamApp) -> None:
+    from schemas.maintenance import MaintenanceWindow
+
+    sent = Sent()
+    sent.attach(stream)
+    stream.extras["maintenance"].upsert(
+        MaintenanceWindow(
+            window_id="mw-1",
+            server_id="down",
+            customer_id="acme",
+            starts_at=T0,
+            ends_at=T0 + timedelta(hours=1),
+            created_by="test",
+            created_at=T0,
+        )
+    )
+    async with stream.agent.test_context() as agent:
+        await agent.put(_batch([result("down", i, ok=False) for i in range(15)]))
+    assert sent.commands == []
+
+
+async def test_engine_opens_case_chains_events_pages_and_counts_tickets(stream: StreamApp) -> None:
+    sent = Sent()
+    sent.attach(stream)
+    command = monitor_command("db-01", CommandType.OPEN, 10)
+    async with stream.engine.test_context() as engine:
+        await engine.put(command.model_dump_json().encode())
+        await engine.put(command.model_dump_json().encode())  # a replay: nothing new
+        await engine.put(b'{"not": "a command"}')
+    opened = sent.cases[0]
+    assert opened.type is CaseEventType.CASE_OPENED
+    assert opened.state is CaseState.TRIAGED
+    assert opened.ticket is not None
+    assert opened.ticket.startswith("FW-")
+    assert [e.seq for e in sent.cases] == list(range(len(sent.cases)))
+    for before, after in zip(sent.cases, sent.cases[1:], strict=False):
+        assert after.prev_hash == before.hash
+    assert all(case_event_hash(e) == e.hash for e in sent.cases)
+    pages = [n for n in sent.notifications if n.channel is Channel.PAGE]
+    assert [n.role for n in pages] == [Role.OPERATIONS_MANAGER]
+    case = stream.cases[command.case_id]
+    assert isinstance(case, Case)
+    assert case.seq == len(sent.cases)
+    assert sum(stream.tickets[str(p)] or 0 for p in range(4) if str(p) in stream.tickets) == 1
+    assert len(sent.letters) == 1
+    assert sent.letters[0].consumer == "engine"
+
+
+async def test_due_scan_sends_a_tick_only_for_due_cases_of_active_partitions(stream: StreamApp) -> None:
+    sent = Sent()
+    sent.attach(stream)
+    command = monitor_command("db-01", CommandType.OPEN, 0)
+    async with stream.engine.test_context() as engine:
+        await engine.put(command.model_dump_json().encode())
+    from streams.engine import case_partition
+
+    scan = stream.extras["due_scan"]
+    mine = case_partition(command.case_id)
+    later = T0 + timedelta(hours=3)
+    assert await scan(later, {(mine + 1) % 4}) == 0  # someone else's partition
+    assert await scan(T0 + timedelta(minutes=5), {mine}) == 0  # nothing due yet
+    assert await scan(later, {mine}) == 1
+    assert await scan(later, {mine}) == 0  # already sent for this deadline
+    tick = sent.commands[-1]
+    assert tick.type is CommandType.TICK
+    assert tick.case_id == command.case_id
 
 
 def test_codec_round_trip() -> None:

@@ -979,3 +979,21 @@ def test_a_case_given_the_wrong_command_is_not_touched() -> None:
     assert decision.case is sim.c
     assert decision.events == []
     assert decision.dead_letter is not None
+
+
+def test_monitor_recovery_repeating_the_cases_identity_fields_is_accepted() -> None:
+    from datetime import UTC, datetime
+
+    from streams.detector import INITIAL, observe
+    from tests.helpers import result
+
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    streak, commands = INITIAL, []
+    for n in range(10):
+        streak, out = observe(streak, result("x", n, ok=False), now)
+        commands += out
+    streak, out = observe(streak, result("x", 11, ok=True), now)
+    commands += out
+    opened = apply(None, commands[0], EngineConfig(), "FW-100000")
+    recovered = apply(opened.case, commands[1], EngineConfig(), "FW-100004")
+    assert recovered.events[0].type is CaseEventType.SERVER_RECOVERED

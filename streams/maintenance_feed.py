@@ -1,7 +1,8 @@
-"""The sink's view of planned maintenance: the maintenance topic followed into a `MaintenanceBook`.
+"""Planned maintenance as the workers see it: the maintenance topic followed into a `MaintenanceBook`.
 
-Every sink process reads the whole (single-partition, compacted) topic without a consumer group, in a
-background thread, and the ingest thread asks `planned(result)` for each probe result it stores. The sink
+Used by the stream worker (the detector passes failures inside a window as planned) and the sink (rows
+marked planned). Every such process reads the whole (single-partition, compacted) topic without a consumer
+group, in a background thread, and asks `planned(result)` for each probe result it judges or stores. It
 waits for the topic to be read to its end before it consumes results, so a restart marks what the first
 pass marked. A window published less than a poll (~0.2 s) before a result is stored may miss that result;
 windows are declared ahead of their start, so this matters only for a window added while it already runs.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from fleetcore.compacted import CompactedFollower
 from schemas.maintenance import MaintenanceWindow
@@ -32,10 +34,10 @@ def _decode(raw: bytes) -> MaintenanceWindow:
 class MaintenanceFeed:
     """A MaintenanceBook kept current from the maintenance topic; `planned` is safe from any thread."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, name: str = "maintenance") -> None:
         self.book = MaintenanceBook()
         self.follower: CompactedFollower[MaintenanceWindow] = CompactedFollower(
-            bootstrap, topic, _decode, on_update=self.book.apply, name="sink-maintenance"
+            bootstrap, topic, _decode, on_update=self.book.apply, name=name
         )
 
     def start(self, wait_s: float, stop: threading.Event | None = None) -> bool:
@@ -48,7 +50,7 @@ class MaintenanceFeed:
             caught_up = self.follower.wait_caught_up(0.1)
         if not caught_up:
             log.warning(
-                "sink: maintenance topic %s not read within %.0f s; results are stored unplanned until it is",
+                "maintenance topic %s not read within %.0f s; results count as unplanned until it is",
                 self.follower.topic,
                 wait_s,
             )
@@ -60,8 +62,13 @@ class MaintenanceFeed:
 
     def planned(self, result: ProbeResult) -> str | None:
         """The id of the window covering the result's server at its start, or None."""
-        if not len(self.book):  # no windows at all: skip the lock (the common case)
-            return None
-        with self.follower.lock:
-            window = self.book.covering(result.server_id, result.customer_id, result.started_at)
-        return None if window is None else window.window_id
+        return planned_by(self.book, self.follower.lock, result)
+
+
+def planned_by(book: MaintenanceBook, lock: Any, result: ProbeResult) -> str | None:
+    """The id of the window of `book` covering the result's server at its start, or None."""
+    if not len(book):  # no windows at all: skip the lock (the common case)
+        return None
+    with lock:
+        window = book.covering(result.server_id, result.customer_id, result.started_at)
+    return None if window is None else window.window_id

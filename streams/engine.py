@@ -1,0 +1,191 @@
+"""The case engine agent: case-commands → case table → case events (the audit log) and notifications.
+
+Every decision is `streams.cases.apply`; this module moves messages and keeps the tables:
+
+* `cases`: case id → `Case` (state, clocks, chain head). Co-partitioned with case-commands (key = case id).
+* `tickets`: partition → how many ticket numbers that partition has assigned (`streams.cases.ticket_number`
+  turns partition and counter into a number no other partition can produce).
+
+Order of effects per take: events and notifications are queued, the agent awaits the broker's acks, then
+writes the tables; Faust commits the commands' offsets after that. A crash before the table write replays the
+commands on the old state: `apply` is deterministic, so the replay re-emits byte-identical events (same ids,
+same hashes) that readers dedupe; a crash after it finds the command ids in `Case.recent_commands` and emits
+nothing.
+
+Durable timers: deadlines live in the case rows (`streams.cases.next_due`). `due_scan` runs every
+`timer_interval_s` on every worker, looks only at cases of the partitions this worker owns, and sends a TICK
+command (deterministic id per deadline) for each due case; the engine re-checks the deadline when the TICK
+arrives. After a restart the scan finds the same due rows (nothing missed); a repeated TICK has the same id
+or finds nothing due (nothing fires twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from kafka.partitioner.default import murmur2
+from prometheus_client import Counter
+from pydantic import ValidationError
+
+from fleetcore.errors import ConfigError
+from schemas.cases import CaseEventType
+from schemas.commands import CaseCommand
+from schemas.deadletter import DeadLetter
+from schemas.envelope import validation_reason
+from schemas.topics import CASE_COMMANDS
+from streams.cases import Case, EngineConfig, apply, next_due, tick_command, ticket_number
+from streams.sla import PolicyBook
+
+if TYPE_CHECKING:
+    from streams.app import StreamApp
+
+log = logging.getLogger(__name__)
+
+COMMANDS = Counter("fleetwatch_engine_commands_total", "Case commands handled", ["type", "outcome"])
+EVENTS = Counter("fleetwatch_engine_events_total", "Case events emitted", ["type"])
+NOTIFICATIONS = Counter("fleetwatch_engine_notifications_total", "Notifications requested", ["channel"])
+TICKS = Counter("fleetwatch_engine_ticks_sent_total", "TICK commands sent by the deadline timer")
+
+REJECTED = CaseEventType.COMMAND_REJECTED
+
+TICK_RESEND_S = 30.0
+"""A TICK not answered within this many real seconds is sent again (same id: harmless if both arrive)."""
+
+
+def load_policy_book(path: Path | None) -> PolicyBook:
+    """The SLA policy book from a YAML/JSON file (see examples/sla-policy.yaml), or the defaults."""
+    if path is None:
+        return PolicyBook()
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: an SLA policy file must be a mapping")
+        return PolicyBook.from_mapping(data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the SLA policy file {path}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"invalid SLA policy file {path}: {validation_reason(exc)}") from exc
+
+
+def engine_config(stream: StreamApp) -> EngineConfig:
+    settings = stream.settings
+    auto = settings.auto_resolve_after_s
+    return EngineConfig(
+        policies=load_policy_book(settings.sla_policy_file),
+        auto_resolve_after=timedelta(seconds=auto) if auto else None,
+    )
+
+
+def case_partition(case_id: str, partitions: int = CASE_COMMANDS.partitions) -> int:
+    """The case-commands partition of a case: Kafka's default partitioner on the key."""
+    return int(murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def install_engine(stream: StreamApp) -> None:
+    """Register the case-engine agent and its deadline timer on the stream app."""
+    app, outputs, cases, tickets = stream.app, stream.outputs, stream.cases, stream.tickets
+    config = engine_config(stream)
+    commands_topic = app.topic(
+        stream.topics.case_commands, value_type=bytes, value_serializer="raw", key_serializer="raw"
+    )
+
+    async def dead_letter(event: Any, reason: str, now: datetime) -> Any:
+        message = event.message
+        COMMANDS.labels("invalid", "dead_letter").inc()
+        return await outputs.dead_letter(
+            DeadLetter(
+                source_topic=message.topic,
+                partition=message.partition,
+                offset=message.offset,
+                item=None,
+                consumer="engine",
+                reason=reason,
+                payload=bytes(event.value or b"")[:65536].decode(errors="replace"),
+                rejected_at=now,
+            )
+        )
+
+    async def engine(stream_: Any) -> AsyncIterator[None]:  # a faust Stream of raw CaseCommand JSON
+        async for events in stream_.take_events(100, within=0.01):
+            now = stream.clock.now()
+            changed: dict[str, tuple[int, Case]] = {}
+            counters: dict[int, int] = {}
+            acks: list[Any] = []
+            for event in events:
+                partition = event.message.partition
+                try:
+                    command = CaseCommand.model_validate_json(event.value or b"")
+                except ValidationError as exc:
+                    acks.append(
+                        await dead_letter(event, f"invalid case command: {validation_reason(exc)}", now)
+                    )
+                    continue
+                pending = changed.get(command.case_id)
+                case: Case | None = pending[1] if pending else cases.get(command.case_id)
+                counter = counters.get(partition, tickets.get(str(partition)) or 0)
+                decision = apply(
+                    case, command, config, ticket_number(partition, counter, CASE_COMMANDS.partitions)
+                )
+                if decision.dead_letter is not None:
+                    acks.append(await dead_letter(event, decision.dead_letter, now))
+                    continue
+                outcome = "rejected" if any(e.type is REJECTED for e in decision.events) else "applied"
+                COMMANDS.labels(command.type.value, outcome if decision.events else "noop").inc()
+                for case_event in decision.events:
+                    EVENTS.labels(case_event.type.value).inc()
+                    acks.append(await outputs.case(case_event))
+                for note in decision.notifications:
+                    NOTIFICATIONS.labels(note.channel.value).inc()
+                    acks.append(await outputs.notification(note))
+                if decision.ticket_used:
+                    counters[partition] = counter + 1
+                if decision.case is not None and decision.case is not case:
+                    changed[command.case_id] = (partition, decision.case)
+            await asyncio.gather(*(a for a in acks if a is not None))
+            for case_id, (partition, value) in changed.items():
+                cases.data[case_id] = value
+                cases.send_changelog(partition, case_id, value)
+            for partition, counter in counters.items():
+                tickets.data[str(partition)] = counter
+                tickets.send_changelog(partition, str(partition), counter)
+            yield None
+
+    stream.engine = app.agent(commands_topic, name="engine", concurrency=1)(engine)
+    sent: dict[str, tuple[datetime, float]] = {}
+
+    async def due_scan(now: datetime, actives: set[int]) -> int:
+        """Send a TICK for every due case of the `actives` partitions; returns how many were sent."""
+        count = 0
+        for case_id, case in list(cases.data.items()):
+            if case_partition(case_id) not in actives:
+                continue
+            due = next_due(case, config)
+            if due is None or due > now:
+                sent.pop(case_id, None)
+                continue
+            last = sent.get(case_id)
+            if last is not None and last[0] == due and time.monotonic() - last[1] < TICK_RESEND_S:
+                continue
+            sent[case_id] = (due, time.monotonic())
+            await outputs.command(tick_command(case, now))
+            TICKS.inc()
+            count += 1
+        for case_id in [k for k in sent if k not in cases.data]:
+            del sent[case_id]
+        return count
+
+    async def timer() -> None:
+        mine = stream.topics.case_commands
+        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == mine}
+        if actives:
+            await due_scan(stream.clock.now(), actives)
+
+    stream.extras["due_scan"] = due_scan
+    app.timer(interval=stream.settings.timer_interval_s)(timer)
