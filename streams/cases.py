@@ -432,8 +432,11 @@ def _on_alert(run: _Run, alert: ClockAlert) -> None:
             visibility=Visibility.INTERNAL,
             actor=TIMER_ACTOR,
         )
-        purpose = f"sla.warning:{kind.value}:{event.seq}"
-        run.notify(notices.warning(run.case, purpose, kind.value, due_at, due_at - run.at), event)
+        # The hourly status clock warns in the log only: its deadline sends the automatic notice anyway, and
+        # an email to on-call every hour of every Sev1 would train people to ignore warnings.
+        if kind is not ClockKind.STATUS_UPDATE:
+            purpose = f"sla.warning:{kind.value}:{event.seq}"
+            run.notify(notices.warning(run.case, purpose, kind.value, due_at, due_at - run.at), event)
     elif kind is ClockKind.STATUS_UPDATE:
         _status_notice(run, due_at)
     elif kind is ClockKind.SEV1_WORK:

@@ -72,7 +72,8 @@ def test_down_server_opens_one_sev1_and_history_lands_in_clickhouse(
     cases = TopicReader(kafka_bootstrap, topics.cases)
 
     def events() -> list[CaseEvent]:
-        return [CaseEvent.model_validate_json(v) for _, v in cases.poll() if v]
+        every = [CaseEvent.model_validate_json(v) for _, v in cases.poll() if v]
+        return [e for e in every if e.type.value == "case.opened"]
 
     opened = wait_for(lambda: events(), 120, "a case event")
     assert [(e.type.value, e.server_id, int(e.severity)) for e in opened] == [("case.opened", "e2e-down", 1)]
@@ -114,11 +115,13 @@ def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(
         stream_metrics_port=free_port(),
         stream_web_port=free_port(),
         sink_http_port=sink_port,
+        notify_metrics_port=free_port(),
+        mail_catcher_port=free_port(),
     )
     out = tmp_path / "up.out"
     with out.open("wb") as fh:
         up = subprocess.Popen(
-            [sys.executable, "-m", "fleetwatch.cli", "up"],
+            [sys.executable, "-m", "fleetwatch.cli", "up", "--clock-scale", "240"],
             env=env,
             stdout=fh,
             stderr=subprocess.STDOUT,
@@ -133,6 +136,26 @@ def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(
 
         line = wait_for(first_sev1, 180, "the demo's first Sev1 on up's output")
         assert "SEV1" in line
+        # the Sev1's timeline at 240x (globex's plan: work within 1 h = 15 s; updates from 2 h = 30 s)
+        timeline = (
+            "[page] demo-routing-ops-manager",  # Operations Manager paged at once
+            "[mail] to noc@globex.example",  # the customer's technical staff contacted
+            "[page] demo-routing-vp-operations",  # not worked within the plan's hour: VP paged
+            "[call] Globex NOC",  # ... and the customer contact called
+            "case.status_notice",  # hourly status notice once the outage passes 2 h
+        )
+
+        def shown_all() -> bool:
+            assert up.poll() is None, out.read_text()[-3000:]
+            text = out.read_text()
+            return all(what in text for what in timeline)
+
+        try:
+            wait_for(shown_all, 120, "the Sev1 timeline on up's output")
+        except AssertionError as exc:
+            text = out.read_text()
+            missing = [w for w in timeline if w not in text]
+            raise AssertionError(f"{exc}: missing {missing}\n{text[-4000:]}") from exc
 
         def history() -> str | None:
             shown = subprocess.run(
@@ -151,7 +174,7 @@ def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(
             for x in out.read_text().splitlines()
             if "worker started (pid" in x
         ]
-        assert len(children) == 3
+        assert len(children) == 4  # sink, stream, notify, probe
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=90)

@@ -997,3 +997,16 @@ def test_monitor_recovery_repeating_the_cases_identity_fields_is_accepted() -> N
     opened = apply(None, commands[0], EngineConfig(), "FW-100000")
     recovered = apply(opened.case, commands[1], EngineConfig(), "FW-100004")
     assert recovered.events[0].type is CaseEventType.SERVER_RECOVERED
+
+
+def test_status_clock_warning_is_logged_internally_but_emails_nobody() -> None:
+    sim = staff_case(Severity.SEV1)
+    before = len(sim.notifications)
+    sim.tick(50)  # 75 % of the first hourly update (45 min) passed; the work clock warns only at 1:30
+    warnings = sim.of(ET.SLA_WARNING)
+    assert [w.details["clock"] for w in warnings] == ["status.update"]
+    assert warnings[0].visibility is Visibility.INTERNAL
+    assert len(sim.notifications) == before
+    sim.tick(95)  # the 2 h work clock's warning still reaches on-call engineers
+    oncall = [n for n in sim.notifications[before:] if n.role is Role.ONCALL_ENGINEERS]
+    assert [n.purpose.split(":")[:2] for n in oncall] == [["sla.warning", "sev1.work"]]
