@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         description="Auto-resolve a monitor case after its server stayed healthy this long (policy "
         "seconds; None: off, staff resolve).",
     )
+    closed_case_retention_days: float | None = Field(
+        default=30.0,
+        gt=0,
+        description="Days a closed case stays in the case engine's table after its last event (reopen works "
+        "until then; its events stay on the case topic forever). None: kept forever.",
+    )
     smtp_host: str = Field(default="127.0.0.1", description="SMTP server the notifier sends email through.")
     smtp_port: int = Field(default=2525, description="Its port.")
     smtp_sender: str = Field(default="support@fleetwatch.local", description="From: of notifier emails.")

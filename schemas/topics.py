@@ -109,10 +109,13 @@ NOTIFY_LEDGER = TopicSpec(
     name="notify-ledger",
     key="`<notification key>|<contact id>`",
     partitions=4,
-    cleanup_policy="compact",
+    cleanup_policy="compact,delete",
     value_model=Notification,
     description="The notifier's durable record of delivered (key, contact) pairs (value: the Notification "
-    "delivered). Written and read by the notifier only.",
+    "delivered). Written and read by the notifier only. Compacted, and deleted after 15 days: a day longer "
+    "than the notifications topic keeps a notification that could be redelivered, so the ledger (and the "
+    "notifier's memory of it) stays bounded.",
+    retention_ms=15 * DAY_MS,
     extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
 )
 MAINTENANCE = TopicSpec(

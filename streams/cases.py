@@ -141,6 +141,9 @@ class EngineConfig:
     policies: PolicyBook = field(default_factory=PolicyBook)
     auto_resolve_after: timedelta | None = None
     """Resolve a monitor case once its server has been healthy this long (None: staff resolve)."""
+    closed_retention: timedelta | None = timedelta(days=30)
+    """How long a closed case stays in the engine's table after its last event (reopen works until then);
+    then a TICK purges it, so the table grows with the open work, not with time. None: kept forever."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,9 @@ class Decision:
     """The `ticket` passed to apply() was assigned to this case: bump the partition's counter."""
     dead_letter: str | None
     """Why, when the command can't be applied and there is no case to record it on."""
+    purge: bool = False
+    """The case is closed and past `closed_retention`: drop it from the table (its events stay on the
+    topic)."""
 
 
 class CommandRejected(FleetwatchError):
@@ -175,6 +181,8 @@ def next_due(case: Case, config: EngineConfig) -> datetime | None:
     """Earliest moment a TICK would do something (clock warning/breach, status notice, auto-resolve); None if
     nothing pending."""
     points = []
+    if case.state is CaseState.CLOSED and config.closed_retention is not None:
+        points.append(case.updated_at + config.closed_retention)
     if case.state in OPEN_STATES:
         if (deadline := sla.next_deadline(case.clocks)) is not None:
             points.append(deadline)
@@ -206,6 +214,13 @@ def apply(case: Case | None, command: CaseCommand, config: EngineConfig, ticket:
         command.type is CommandType.OPEN and command.command_id == case.opened_by
     ):
         return _dead(case, None)  # applied before: a replay changes nothing
+    if (
+        command.type is CommandType.TICK
+        and case.state is CaseState.CLOSED
+        and config.closed_retention is not None
+        and command.at >= case.updated_at + config.closed_retention
+    ):
+        return Decision(case, [], [], False, None, purge=True)
     try:
         run = _Run(case, command, config, ticket)
         try:

@@ -76,10 +76,11 @@ def load_policy_book(path: Path | None) -> PolicyBook:
 
 def engine_config(stream: StreamApp) -> EngineConfig:
     settings = stream.settings
-    auto = settings.auto_resolve_after_s
+    auto, keep = settings.auto_resolve_after_s, settings.closed_case_retention_days
     return EngineConfig(
         policies=load_policy_book(settings.sla_policy_file),
         auto_resolve_after=timedelta(seconds=auto) if auto else None,
+        closed_retention=timedelta(days=keep) if keep else None,
     )
 
 
@@ -115,7 +116,7 @@ def install_engine(stream: StreamApp) -> None:
     async def engine(stream_: Any) -> AsyncIterator[None]:  # a faust Stream of raw CaseCommand JSON
         async for events in stream_.take_events(100, within=0.01):
             now = stream.clock.now()
-            changed: dict[str, tuple[int, Case]] = {}
+            changed: dict[str, tuple[int, Case | None]] = {}
             counters: dict[int, int] = {}
             acks: list[Any] = []
             for event in events:
@@ -146,12 +147,19 @@ def install_engine(stream: StreamApp) -> None:
                     acks.append(await outputs.notification(note))
                 if decision.ticket_used:
                     counters[partition] = counter + 1
-                if decision.case is not None and decision.case is not case:
+                if decision.purge:
+                    COMMANDS.labels(command.type.value, "purged").inc()
+                    changed[command.case_id] = (partition, None)
+                elif decision.case is not None and decision.case is not case:
                     changed[command.case_id] = (partition, decision.case)
             await asyncio.gather(*(a for a in acks if a is not None))
             for case_id, (partition, value) in changed.items():
-                cases.data[case_id] = value
-                cases.send_changelog(partition, case_id, value)
+                if value is None:  # purged: a tombstone, as Faust's own `del table[key]` writes
+                    cases.data.pop(case_id, None)
+                    cases.send_changelog(partition, case_id, None, value_serializer="raw")
+                else:
+                    cases.data[case_id] = value
+                    cases.send_changelog(partition, case_id, value)
             for partition, counter in counters.items():
                 tickets.data[str(partition)] = counter
                 tickets.send_changelog(partition, str(partition), counter)

@@ -149,3 +149,21 @@ def test_codec_round_trip() -> None:
     codec = PydanticCodec(ServerStreak)
     value = ServerStreak(state=StreakState.FAILING, failures=3)
     assert codec.loads(codec.dumps(value)) == value
+
+
+async def test_engine_purges_a_closed_case_after_retention(stream: StreamApp) -> None:
+    from streams.cases import tick_command
+
+    Sent().attach(stream)
+    command = monitor_command("db-01", CommandType.OPEN, 0)
+    close = CaseCommand(
+        command_id="close-1", case_id=command.case_id, type=CommandType.CLOSE, at=T0, actor="staff:test"
+    )
+    async with stream.engine.test_context() as engine:
+        await engine.put(command.model_dump_json().encode())
+        await engine.put(close.model_dump_json().encode())
+        closed = stream.cases[command.case_id]
+        assert closed.state is CaseState.CLOSED
+        tick = tick_command(closed, T0 + timedelta(days=31))
+        await engine.put(tick.model_dump_json().encode())
+    assert command.case_id not in stream.cases.data

@@ -1010,3 +1010,25 @@ def test_status_clock_warning_is_logged_internally_but_emails_nobody() -> None:
     sim.tick(95)  # the 2 h work clock's warning still reaches on-call engineers
     oncall = [n for n in sim.notifications[before:] if n.role is Role.ONCALL_ENGINEERS]
     assert [n.purpose.split(":")[:2] for n in oncall] == [["sla.warning", "sev1.work"]]
+
+
+def test_closed_case_is_purged_after_retention_and_reopen_works_until_then() -> None:
+    config = EngineConfig(closed_retention=timedelta(days=30))
+    sim = staff_case(Severity.SEV3, config=config)
+    sim.send(C.RESOLVE, 10, reason="fixed")
+    sim.send(C.CLOSE, 20)
+    closed_at = at(20)
+    assert next_due(sim.c, config) == closed_at + timedelta(days=30)
+    early = sim.apply(tick_command(sim.c, closed_at + timedelta(days=29)))
+    assert not early.purge
+    assert early.case == sim.c
+    late = sim.apply(tick_command(sim.c, closed_at + timedelta(days=30)))
+    assert late.purge
+    assert late.events == []
+    assert late.notifications == []
+    open_case = staff_case(Severity.SEV3, config=config)
+    assert not open_case.apply(tick_command(open_case.c, at(60 * 24 * 400))).purge  # only closed cases go
+    forever = EngineConfig(closed_retention=None)
+    kept = staff_case(Severity.SEV3, config=forever)
+    kept.send(C.CLOSE, 20)
+    assert next_due(kept.c, forever) is None
