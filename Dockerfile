@@ -1,4 +1,5 @@
-# fleetwatch worker image: one image for every `fleetwatch` command (probe, stream, sink, inventory load, ...).
+# fleetwatch worker image: one image for every `fleetwatch` command (probe, stream, notify, sink, inventory load,
+# case, maintenance, audit, ...).
 #
 #   docker build -t fleetwatch:local .
 #   docker run --rm fleetwatch:local --help
@@ -31,8 +32,10 @@ RUN pip install /src \
 ENV FLEETWATCH_DATA_DIR=/var/lib/fleetwatch
 WORKDIR /var/lib/fleetwatch
 
-# 9101: probe worker /metrics, 9103: sink query API and /metrics (the stream worker's 9102 is loopback only).
-EXPOSE 9101 9103
+# /metrics of the probe (9101), stream (9102) and notify (9104) workers, on 0.0.0.0 when FLEETWATCH_METRICS_HOST
+# says so (docker-compose.yml does); 9103: sink query API and /metrics. Configuration files (fleet, SLA policy
+# book, contacts directory) are not in the image: mount them (docker-compose.yml mounts ./examples at /config).
+EXPOSE 9101 9102 9103 9104
 
 USER 10001:10001
 

@@ -5,8 +5,10 @@
 2. The fleetwatch services only use FLEETWATCH_* variables that are real `Settings` fields (with values
    Settings accepts), and their commands parse with the real `fleetwatch` CLI parser.
 3. Topology: depends_on targets exist (and have a healthcheck when waited on healthy), the broker heap is
-   bounded below its memory limit, the workers reach Kafka and ClickHouse by service name, the fleet file
-   mounted into the inventory loader exists and loads.
+   bounded below its memory limit, the workers reach Kafka and ClickHouse by service name, the files
+   mounted into the services (fleet, SLA policy book, contacts directory) exist and load, each long-running
+   worker serves /metrics on 0.0.0.0 at the port its healthcheck asks, and the notifier's delivery endpoints
+   are placeholders (no address or secret committed).
 
 The schema is looked up at <repo parent>/shared/data/compose-spec.schema.json, then at
 $FLEETWATCH_COMPOSE_SCHEMA; when neither exists the tests fail (never skip).
@@ -34,6 +36,8 @@ import yaml
 from fleetcore.settings import Settings
 from fleetwatch.cli import build_parser
 from probes.inventory import load_inventory_file
+from sinks.notifier.directory import load_directory
+from streams.engine import load_policy_book
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -43,7 +47,7 @@ DEFAULT_SCHEMA = REPO_ROOT.parent / "shared" / "data" / "compose-spec.schema.jso
 SCHEMA_ENV = "FLEETWATCH_COMPOSE_SCHEMA"
 ENV_PREFIX = "FLEETWATCH_"
 
-FLEETWATCH_SERVICES = {"inventory-loader", "probe", "stream", "sink"}
+FLEETWATCH_SERVICES = {"inventory-loader", "probe", "stream", "notify", "sink"}
 INFRA_SERVICES = {"kafka", "clickhouse"}
 
 
@@ -220,6 +224,18 @@ def depends_on(service: Mapping[str, Any]) -> dict[str, str]:
     return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
 
 
+def mounted_host_file(service: Mapping[str, Any], container_file: Path) -> Path | None:
+    """The host file a bind mount of `service` shows at `container_file` (None: on no mounted volume)."""
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume["source"], volume["target"]
+        if container_file.is_relative_to(target):
+            return (REPO_ROOT / source / container_file.relative_to(target)).resolve()
+    return None
+
+
 def iter_fleetwatch(services: Mapping[str, dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
     """The services that run the fleetwatch image (built from ./Dockerfile)."""
     for name, svc in services.items():
@@ -348,6 +364,7 @@ def test_each_worker_runs_its_command(services: dict[str, dict[str, Any]]) -> No
     assert command_args(services["probe"]) == ["probe"]
     assert command_args(services["stream"]) == ["stream"]
     assert command_args(services["sink"]) == ["sink"]
+    assert command_args(services["notify"]) == ["notify"]
     assert command_args(services["inventory-loader"])[:2] == ["inventory", "load"]
 
 
@@ -357,15 +374,8 @@ def test_inventory_loader_reads_a_mounted_fleet_file(services: dict[str, dict[st
     assert isinstance(parsed, argparse.Namespace)
     assert parsed.prune is True
     container_file = Path(parsed.file)
-    for volume in svc.get("volumes", []):
-        if isinstance(volume, str):
-            source, target = volume.split(":")[:2]
-        else:
-            source, target = volume["source"], volume["target"]
-        if container_file.is_relative_to(target):
-            host_file = (REPO_ROOT / source / container_file.relative_to(target)).resolve()
-            break
-    else:
+    host_file = mounted_host_file(svc, container_file)
+    if host_file is None:
         pytest.fail(f"inventory-loader: {container_file} is on no mounted volume")
     assert host_file.is_file(), f"{host_file} (mounted as {container_file}) does not exist"
     assert load_inventory_file(host_file), f"{host_file} lists no servers"
@@ -457,6 +467,81 @@ def test_sink_reaches_clickhouse_with_its_credentials(services: dict[str, dict[s
     port = sink_env.get("FLEETWATCH_SINK_HTTP_PORT") or str(Settings.model_fields["sink_http_port"].default)
     published = [interpolate(str(p)) for p in services["sink"].get("ports", [])]
     assert any(p.split(":")[-1] == port for p in published), f"sink port {port} is not published: {published}"
+
+
+def _setting_file(services: Mapping[str, dict[str, Any]], name: str, var: str) -> Path:
+    """The host file behind the container path a service's FLEETWATCH_* file setting names."""
+    value = environment(services[name]).get(var)
+    assert value, f"{name}: {var} is not set"
+    container_file = Path(interpolate(value))
+    assert container_file.is_absolute(), f"{name}: {var}={value} is not an absolute container path"
+    host_file = mounted_host_file(services[name], container_file)
+    assert host_file is not None, f"{name}: {container_file} ({var}) is on no mounted volume"
+    assert host_file.is_file(), f"{name}: {host_file} (mounted as {container_file}) does not exist"
+    return host_file
+
+
+def test_stream_reads_a_mounted_sla_policy_book(services: dict[str, dict[str, Any]]) -> None:
+    book = load_policy_book(_setting_file(services, "stream", "FLEETWATCH_SLA_POLICY_FILE"))
+    assert book.default.version
+    assert book.customers, "the mounted policy book has no customer plan"
+
+
+def test_notify_reads_a_mounted_contacts_directory(services: dict[str, dict[str, Any]]) -> None:
+    directory = load_directory(_setting_file(services, "notify", "FLEETWATCH_CONTACTS_FILE"))
+    assert directory.contacts, "the mounted contacts directory lists nobody"
+
+
+def test_mount_lookup_fails_for_unmounted_paths(services: dict[str, dict[str, Any]]) -> None:
+    assert mounted_host_file(services["notify"], Path("/etc/contacts.yaml")) is None
+    assert mounted_host_file(services["sink"], Path("/config/contacts.yaml")) is None
+
+
+METRICS_PORTS = {
+    "probe": "FLEETWATCH_PROBE_METRICS_PORT",
+    "stream": "FLEETWATCH_STREAM_METRICS_PORT",
+    "notify": "FLEETWATCH_NOTIFY_METRICS_PORT",
+}
+
+
+def test_workers_serve_metrics_where_their_healthcheck_looks(services: dict[str, dict[str, Any]]) -> None:
+    ports = {}
+    for name, var in METRICS_PORTS.items():
+        env = environment(services[name])
+        assert env.get("FLEETWATCH_METRICS_HOST") == "0.0.0.0", f"{name}: /metrics unreachable from outside"
+        port = env.get(var) or str(Settings.model_fields[var[len(ENV_PREFIX) :].lower()].default)
+        assert port != "0", f"{name}: metrics are off"
+        ports[name] = port
+        check = " ".join(services[name]["healthcheck"]["test"])
+        assert f"127.0.0.1:{port}/metrics" in check, f"{name}: healthcheck does not ask port {port}: {check}"
+        assert port in [str(p) for p in services[name].get("expose", [])], f"{name}: port {port} not exposed"
+    assert len(set(ports.values())) == len(ports), f"metrics ports collide: {ports}"
+
+
+def test_notify_endpoints_are_placeholders(services: dict[str, dict[str, Any]]) -> None:
+    env = environment(services["notify"])
+    for var in ("FLEETWATCH_PAGER_URL", "FLEETWATCH_CALL_URL", "FLEETWATCH_WEBHOOK_URL"):
+        value = env.get(var)
+        assert value == f"${{{var}:-}}", f"notify: {var} must come from the environment, empty by default"
+        assert interpolate(value, {var: "https://hooks.example/x"}) == "https://hooks.example/x"
+    for var in ("FLEETWATCH_SMTP_HOST", "FLEETWATCH_SMTP_PORT"):
+        assert (env.get(var) or "").startswith(f"${{{var}:-"), f"notify: {var} is not overridable"
+    smtp_host = interpolate(env["FLEETWATCH_SMTP_HOST"] or "")
+    if smtp_host == "host.docker.internal":  # the Docker host: Linux engines need the host-gateway alias
+        assert "host.docker.internal:host-gateway" in services["notify"].get("extra_hosts", []), (
+            "notify: SMTP host host.docker.internal without the host-gateway alias (unknown on Linux engines)"
+        )
+    settings = settings_from_env(env)
+    assert settings.pager_url == settings.call_url == ""
+    assert 0 < settings.smtp_port < 65536
+
+
+def test_case_engine_and_notifier_outlive_a_restart(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("stream", "notify"):
+        svc = services[name]
+        assert svc.get("restart") in ("unless-stopped", "always"), f"{name}: not restarted"
+        assert svc.get("stop_grace_period"), f"{name}: no grace period to finish its take and commit"
+        assert "container_name" not in svc, f"{name}: container_name prevents scaling"
 
 
 def test_interpolate_follows_compose_rules() -> None:
