@@ -226,6 +226,42 @@ def local_broker(tmp: Path) -> Iterator[str]:
         broker.stop()
 
 
+@contextlib.contextmanager
+def broker(tmp: Path, bootstrap: str | None, prefix: str = "bench-") -> Iterator[str]:
+    """The private broker of `local_broker`, or an existing one at `bootstrap` (e.g. a development broker).
+
+    On an existing broker, the topics and consumer groups this run created (names starting with `prefix`
+    that were not there before) are deleted at the end; nothing else on it is touched.
+    """
+    if bootstrap is None:
+        with local_broker(tmp) as own:
+            yield own
+        return
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-admin")
+
+    def groups() -> set[str]:
+        return {str(g["group_id"]) for g in admin.list_groups()}
+
+    try:
+        topics_before, groups_before = set(admin.list_topics()), groups()
+        log(f"using the broker at {bootstrap} ({len(topics_before)} topics)")
+        yield bootstrap
+    finally:
+        topics = sorted(t for t in set(admin.list_topics()) - topics_before if t.startswith(prefix))
+        made = sorted(g for g in groups() - groups_before if g.startswith(prefix))
+        try:  # cleanup only: report a failure, never mask the run's own error
+            if made:
+                admin.delete_groups(made)
+            if topics:
+                admin.delete_topics(topics, timeout_ms=30_000)
+            log(f"deleted the {len(topics)} topics and {len(made)} consumer groups this run created")
+        except Exception as exc:
+            log(f"could not delete this run's topics {topics} or groups {made}: {exc}")
+        admin.close()
+
+
 def create_topic(bootstrap: str, name: str, partitions: int, config: dict[str, str] | None = None) -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
@@ -279,6 +315,44 @@ def read_records(
                 out.extend((tp.partition, r.key, r.value) for r in records)
     finally:
         consumer.close()
+
+
+def count_types(
+    bootstrap: str, topic: str, expected: dict[str, int], timeout: float = 60.0
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Read a topic of JSON values with a "type" (case events, case commands) from its beginning until every
+    type in `expected` has at least that many messages and the reader is at the end, or `timeout` passed.
+
+    Returns (messages per type, distinct `event_id`/`command_id` per type). Waiting for the counts (not for
+    a number of messages) matters when a topic holds more than the counted types: the case engine writes
+    notification events beside `case.opened` and may still be catching up when the detector is done.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    counts: dict[str, int] = {}
+    ids: dict[str, set[str]] = {}
+    try:
+        parts = wait_for(lambda: consumer.partitions_for_topic(topic), 30, f"topic {topic}")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout
+        while True:
+            ends = consumer.end_offsets(tps)
+            drained = all(consumer.position(tp) >= ends[tp] for tp in tps)
+            enough = all(counts.get(t, 0) >= n for t, n in expected.items())
+            if (drained and enough) or time.monotonic() > deadline:
+                break
+            for records in consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    value = orjson.loads(record.value or b"{}")
+                    kind = str(value.get("type"))
+                    counts[kind] = counts.get(kind, 0) + 1
+                    ids.setdefault(kind, set()).add(str(value.get("event_id") or value.get("command_id")))
+    finally:
+        consumer.close()
+    return counts, {kind: len(found) for kind, found in ids.items()}
 
 
 def read_topic(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 60.0) -> list[bytes]:

@@ -1,8 +1,11 @@
 """The streak job as a Quix Streams app (bench only): the comparison point of bench/detector_throughput.py.
 
-Same per-result work as the Faust agent in streams/app.py: validate a ProbeResult, run the pure
-`streams.detector.observe`, write the server's state only when it changed, emit case events as JSON keyed by
-case id. Quix defaults otherwise (RocksDB state with a changelog topic, at-least-once, commit every 5 s).
+Same per-result work as the detector agent in streams/detection.py: validate a ProbeResult, run the pure
+`streams.detector.observe`, write the server's state only when it changed, emit the case commands it returns
+(open, server_recovered) as JSON keyed by case id. There is no case engine behind it: the Faust worker also
+runs the engine (commands -> case events and notifications) in the same process, so the Quix figure is the
+detector alone. Quix defaults otherwise (RocksDB state with a changelog topic, at-least-once, commit every
+5 s).
 
   --mode single   one ProbeResult per message, keyed by server id (what a Quix user would write);
                   state is per message key, so the key is the server id.
@@ -30,14 +33,16 @@ from streams.detector import INITIAL, ServerStreak, observe
 RESULTS = Counter("bench_quix_results_total", "Probe results seen by the Quix detector", ["outcome"])
 
 
-def _step(result: ProbeResult, state: State, key: str, threshold: int, clock: SystemClock) -> list[Any]:
+def _step(
+    result: ProbeResult, state: State[str, Any], key: str, threshold: int, clock: SystemClock
+) -> list[Any]:
     RESULTS.labels("ok" if result.ok else "failed").inc()
     raw = state.get(key)
     before = INITIAL if raw is None else ServerStreak.model_validate(raw)
-    after, events = observe(before, result, clock.now(), threshold)
+    after, commands = observe(before, result, clock.now(), threshold)
     if after is not before:
         state.set(key, after.model_dump(mode="json"))
-    return [e.model_dump(mode="json") for e in events]
+    return [c.model_dump(mode="json") for c in commands]
 
 
 def main() -> None:
@@ -62,18 +67,18 @@ def main() -> None:
         loglevel="WARNING",
     )
     source = app.topic(args.input, value_deserializer="json", key_deserializer="str")
-    cases = app.topic(args.output, value_serializer="json", key_serializer="str")
+    commands = app.topic(args.output, value_serializer="json", key_serializer="str")
     sdf = app.dataframe(topic=source)
 
     if args.mode == "single":
 
-        def detect(value: dict[str, Any], state: State) -> list[Any]:
+        def detect(value: dict[str, Any], state: State[str, Any]) -> list[Any]:
             result = ProbeResult.model_validate(value)
             return _step(result, state, "streak", threshold, clock)
 
     else:
 
-        def detect(value: dict[str, Any], state: State) -> list[Any]:
+        def detect(value: dict[str, Any], state: State[str, Any]) -> list[Any]:
             out: list[Any] = []
             for item in value["results"]:
                 result = ProbeResult.model_validate(item)
@@ -81,7 +86,7 @@ def main() -> None:
             return out
 
     sdf = sdf.apply(detect, stateful=True, expand=True)
-    sdf.to_topic(cases, key=lambda event: event["case_id"])
+    sdf.to_topic(commands, key=lambda command: command["case_id"])
     logging.getLogger().setLevel(logging.WARNING)
     app.run()
 

@@ -1,18 +1,24 @@
 """Detection latency: 10th failed probe result produced -> case.opened readable on the case topic.
 
-A private Kafka broker and the production stream worker (`fleetwatch stream`, threshold 10) in a
-subprocess. A background thread keeps a healthy fleet flowing: ProbeBatch envelopes every 50 ms per
-partition (the probe worker's batch linger) at the given results/s. Then, one outage at a time, for a server
-outside the healthy fleet:
+A private Kafka broker (or the one at --bootstrap) and the production stream worker (`fleetwatch stream`,
+threshold 10) in a subprocess. A background thread keeps a healthy fleet flowing: ProbeBatch envelopes every
+50 ms per partition (the probe worker's batch linger) at the given results/s. Then, one outage at a time,
+for a server outside the healthy fleet:
 
 1. its first 9 failed results go out in one envelope (acks=all), then a short pause;
 2. t0; the envelope with the 10th failure is sent with acks=all (its own producer, no linger);
-3. a consumer thread tailing the case topic notes when that server's case.opened arrives.
+3. consumer threads tailing case-commands and the case topic note when that server's `open` command and its
+   `case.opened` event arrive.
 
-Latency = arrival - t0, so it includes the produce round trip, the worker's fetch, decode and detection,
-its case send (producer_linger, acks=all) and the reader's fetch. Also shown: the acks=all round trip alone.
+The case passes two agents of the worker: the detector (probe-results -> `open` on case-commands) and the case
+engine (case-commands -> `case.opened` on the case topic, with the Sev1's notification requests). Latency =
+case.opened arrival - t0, so it includes the produce round trip, the detector's fetch, decode and detection,
+its command send, the engine's fetch and apply, its event send (producer_linger, acks=all) and the reader's
+fetch. Also shown: the detector's share (t0 -> `open` command readable), the engine's (command readable ->
+case.opened readable), and the acks=all round trip alone.
 
     .venv/bin/python bench/detection_latency.py [--quick] [--outages N] [--loads 1000,10000]
+        [--bootstrap HOST:PORT]   (use a running broker; this run's bench-* topics are removed after)
 """
 
 from __future__ import annotations
@@ -32,14 +38,15 @@ from _common import (
     T0,
     Fleet,
     QuietGate,
+    broker,
     envelopes,
     fleet_env,
     free_port,
-    local_broker,
     log,
     python_child,
     stop_process,
     table,
+    wait_for,
     workdir,
 )
 from _machine import load, print_machine
@@ -54,14 +61,17 @@ THRESHOLD = 10
 TICK_S = 0.05
 
 
-class CaseTail:
-    """Tails the case topic from its end; records when each server's case.opened arrives."""
+class Tail:
+    """Tails a topic of JSON values from its end; records when each server's first value of `kind` (the
+    "type" field: a case event or command type) arrives."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, kind: str) -> None:
+        self.kind = kind
         self.consumer = KafkaConsumer(
             bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=100
         )
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        parts = wait_for(lambda: self.consumer.partitions_for_topic(topic), 30, f"topic {topic}")
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
         self.consumer.assign(tps)
         self.consumer.seek_to_end(*tps)
         for tp in tps:
@@ -69,7 +79,7 @@ class CaseTail:
         self.arrived: dict[str, float] = {}
         self.cond = threading.Condition()
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="case-tail", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"tail-{kind}", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
@@ -77,10 +87,10 @@ class CaseTail:
             for records in self.consumer.poll(timeout_ms=100).values():
                 now = time.monotonic()
                 for record in records:
-                    event = orjson.loads(record.value)
-                    if event["type"] == "case.opened":
+                    value = orjson.loads(record.value)
+                    if value.get("type") == self.kind and value.get("server_id"):
                         with self.cond:
-                            self.arrived.setdefault(event["server_id"], now)
+                            self.arrived.setdefault(value["server_id"], now)
                             self.cond.notify_all()
         self.consumer.close()
 
@@ -182,14 +192,18 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_level(
     bootstrap: str, topics: Topics, rate: int, outages: int, tag: str, gap_s: float
-) -> tuple[list[float], list[float], int, int]:
-    """Outages one after another under `rate` results/s of healthy background; (latencies, acks, missed)."""
+) -> tuple[list[tuple[float, float]], list[float], int, int]:
+    """Outages one after another under `rate` results/s of healthy background.
+
+    Returns ([(t0 -> open command, t0 -> case.opened)] per outage seen, acks, missed, background sent).
+    """
     background = Background(bootstrap, topics.probe_results, rate)
-    tail = CaseTail(bootstrap, topics.cases)
+    commands = Tail(bootstrap, topics.case_commands, "open")
+    tail = Tail(bootstrap, topics.cases, "case.opened")
     producer = KafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=0, compression_type=compression()
     )
-    latencies: list[float] = []
+    latencies: list[tuple[float, float]] = []
     acks: list[float] = []
     missed = 0
     try:
@@ -209,12 +223,14 @@ def run_level(
                 missed += 1
                 log(f"no case.opened for {server} within 30 s")
                 continue
-            latencies.append(arrived - t0)
+            command_at = commands.wait(server, timeout=1) or arrived
+            latencies.append((command_at - t0, arrived - t0))
             time.sleep(gap_s)
     finally:
         sent = background.sent
         background.close()
         tail.close()
+        commands.close()
         producer.close(timeout=10)
     return latencies, acks, missed, sent
 
@@ -249,11 +265,15 @@ def measure_worker(
         warm, _, _, _ = run_level(bootstrap, topics, 0, 1, "warmup", gap)
         if not warm:
             raise RuntimeError(f"the stream worker opened no case; see {log_file}")
-        log(f"{name}: worker ready (warm-up case after {warm[0] * 1000:.0f} ms)")
+        log(f"{name}: worker ready (warm-up case after {warm[0][1] * 1000:.0f} ms)")
         for rate in loads:
             busy = quiet.wait()
             latencies, acks, missed, sent = run_level(bootstrap, topics, rate, outages, f"l{rate}", gap)
-            ms = [x * 1000 for x in latencies]
+            if not latencies:
+                raise RuntimeError(f"load {rate}/s: no case.opened seen; see {log_file}")
+            ms = [total * 1000 for _, total in latencies]
+            detector_ms = [command * 1000 for command, _ in latencies]
+            engine_ms = [(total - command) * 1000 for command, total in latencies]
             rows.append(
                 [
                     name,
@@ -265,6 +285,9 @@ def measure_worker(
                     percentile(ms, 99),
                     max(ms),
                     statistics.mean(ms),
+                    percentile(detector_ms, 50),
+                    percentile(engine_ms, 50),
+                    percentile(engine_ms, 99),
                     percentile([a * 1000 for a in acks], 50),
                     f"{sent:,}",
                     f"{busy:.0f}",
@@ -290,6 +313,7 @@ def main() -> None:
         "--loads", help="background results/s, comma separated (default 1000,10000; quick 1000)"
     )
     parser.add_argument("--gap", type=float, default=0.1, help="seconds between steps of an outage")
+    parser.add_argument("--bootstrap", help="use this broker instead of starting a private one")
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -303,10 +327,10 @@ def main() -> None:
     quiet = QuietGate(per_run, total=90.0)
     workers = {"fleetwatch stream": ["-m", "fleetwatch.cli", "stream"]}
 
-    print_machine("detection latency: 10th failure produced -> case.opened readable")
+    print_machine("detection latency: 10th failure produced -> case.opened readable (detector + case engine)")
     rows: list[list[object]] = []
     started = time.monotonic()
-    with workdir("fw-bench-latency-") as tmp, local_broker(tmp) as bootstrap:
+    with workdir("fw-bench-latency-") as tmp, broker(tmp, args.bootstrap) as bootstrap:
         for name, worker_args in workers.items():
             slug = name.replace(" ", "-")
             rows.extend(measure_worker(bootstrap, tmp, worker_args, slug, loads, outages, args.gap, quiet))
@@ -329,6 +353,9 @@ def main() -> None:
                 "p99 ms",
                 "max ms",
                 "mean ms",
+                "detector p50 ms",
+                "engine p50 ms",
+                "engine p99 ms",
                 "ack p50 ms",
                 "background sent",
                 "busy before %",
