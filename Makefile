@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/detector_throughput.py
 	$(BIN)/python bench/detection_latency.py
 	$(BIN)/python bench/sink_throughput.py
+	$(BIN)/python bench/case_engine.py
 
 ## schemas: regenerate the published JSON Schemas of the topics
 schemas: $(STAMP)

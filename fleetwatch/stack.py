@@ -220,6 +220,15 @@ def run_up(
         _say("stopped")
 
 
+QUIET = frozenset({"notification.requested", "notification.sent"})
+"""Case events `up` does not print: the catchers' [mail]/[page]/[call] lines show those deliveries."""
+
+
+def _print_event(event: CaseEvent) -> None:
+    if event.type.value not in QUIET:
+        print(format_case_event(event), flush=True)
+
+
 def _mail_line(sender: str, recipients: list[str], subject: str) -> None:
     print(f"{'':>21}  [mail] to {', '.join(recipients)}: {subject}", flush=True)
 
@@ -311,9 +320,7 @@ def _up(
     overrides.update(_notification_setup(stack, settings, demo))
     env = worker_env(settings, **overrides)
     logs = settings.data_dir / "logs"
-    stack.watcher = CaseWatcher(
-        settings.kafka_bootstrap, topics.cases, lambda e: print(format_case_event(e), flush=True)
-    )
+    stack.watcher = CaseWatcher(settings.kafka_bootstrap, topics.cases, _print_event)
     stack.watcher.start()
     stack.watcher.ready.wait(30)
     for name in WORKERS:

@@ -849,6 +849,7 @@ def _notification_outcome(run: _Run) -> None:
     facts: dict[str, DetailValue] = {
         name: details.get(name) for name in ("key", "contact", "outcome", "attempt", "error")
     }
+    facts.update({name: details[name] for name in ("channel", "role") if name in details})
     internal = ":sla.warning:" in key
     run.emit(
         OUTCOMES[outcome],
