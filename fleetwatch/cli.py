@@ -26,7 +26,12 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value is not None:
             update[field] = value
     base = Settings()
-    return Settings.model_validate({**base.model_dump(), **update}) if update else base
+    settings = Settings.model_validate({**base.model_dump(), **update}) if update else base
+    if "FLEETWATCH_CLOCK_SCALE" in os.environ or getattr(args, "command", None) == "up":
+        return settings
+    from fleetwatch.stack import read_policy_clock
+
+    return read_policy_clock(settings)  # a running demo's 60x clock, so case times line up with it
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:

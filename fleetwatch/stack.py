@@ -14,6 +14,7 @@ own PID.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fleetcore.clock import SystemClock, to_epoch_ms
 from fleetcore.errors import FleetwatchError
 from fleetcore.kafka_admin import ensure_topics
 from fleetcore.settings import Settings
@@ -49,6 +51,36 @@ def _say(message: str) -> None:
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 """The repository's examples (demo contacts directory and SLA policy book)."""
+
+
+def policy_clock_file(settings: Settings) -> Path:
+    """Where a running `up` publishes its policy clock, so CLI commands on this data dir share it."""
+    return settings.data_dir / "policy-clock.json"
+
+
+def write_policy_clock(settings: Settings) -> None:
+    """Publish the stack's scaled clock (scale and origin) for `fleetwatch case ...` and friends."""
+    body = {
+        "clock_scale": settings.clock_scale,
+        "clock_origin_ms": settings.clock_origin_ms,
+        "pid": os.getpid(),
+    }
+    policy_clock_file(settings).write_text(json.dumps(body))
+
+
+def read_policy_clock(settings: Settings) -> Settings:
+    """`settings` on the clock of a running `up` on the same data dir, unless a clock is configured (a file
+    left by an `up` that no longer runs is ignored)."""
+    path = policy_clock_file(settings)
+    if settings.clock_scale != 1.0 or not path.exists():
+        return settings
+    try:
+        body = json.loads(path.read_text())
+        update = {"clock_scale": float(body["clock_scale"]), "clock_origin_ms": int(body["clock_origin_ms"])}
+        os.kill(int(body["pid"]), 0)  # is that `up` still running?
+    except (OSError, ValueError, KeyError, TypeError):
+        return settings
+    return settings.model_copy(update=update)
 
 
 def format_case_event(event: CaseEvent) -> str:
@@ -193,6 +225,7 @@ class Stack:
             catcher.stop()
         if self.demo is not None:
             self.demo.stop()
+        policy_clock_file(self.settings).unlink(missing_ok=True)
         if self.broker is not None:
             _say(f"stopping Kafka (pid {self.broker.pid})")
             self.broker.stop()
@@ -298,8 +331,9 @@ def _up(
     created = ensure_topics(settings.kafka_bootstrap, topics)
     _say(f"topics ready ({len(created)} created)")
     if settings.clock_scale != 1.0:
-        settings = settings.model_copy(update={"clock_origin_ms": int(time.time() * 1000)})
+        settings = settings.model_copy(update={"clock_origin_ms": to_epoch_ms(SystemClock().now())})
         stack.settings = settings
+        write_policy_clock(settings)
         _say(
             f"policy clock at {settings.clock_scale:g}x: one policy hour every "
             f"{3600 / settings.clock_scale:.0f} real seconds (--clock-scale 1 for real time)"

@@ -40,7 +40,15 @@ from schemas.commands import CaseCommand
 from schemas.deadletter import DeadLetter
 from schemas.envelope import validation_reason
 from schemas.topics import CASE_COMMANDS
-from streams.cases import Case, EngineConfig, apply, next_due, tick_command, ticket_number
+from streams.cases import (
+    TICKET_BASE,
+    Case,
+    EngineConfig,
+    apply,
+    next_due,
+    tick_command,
+    ticket_number,
+)
 from streams.sla import PolicyBook
 
 if TYPE_CHECKING:
@@ -84,6 +92,15 @@ def engine_config(stream: StreamApp) -> EngineConfig:
     )
 
 
+def ticket_counter(ticket: str, partition: int, partitions: int) -> int | None:
+    """The partition counter a ticket number was drawn at (`streams.cases.ticket_number` inverted)."""
+    try:
+        n = int(ticket.removeprefix("FW-")) - TICKET_BASE - partition
+    except ValueError:
+        return None
+    return n // partitions if n >= 0 and n % partitions == 0 else None
+
+
 def case_partition(case_id: str, partitions: int = CASE_COMMANDS.partitions) -> int:
     """The case-commands partition of a case: Kafka's default partitioner on the key."""
     return int(murmur2(case_id.encode()) & 0x7FFFFFFF) % partitions
@@ -113,6 +130,24 @@ def install_engine(stream: StreamApp) -> None:
             )
         )
 
+    floors: dict[int, int] = {}
+    stream.extras["ticket_floors"] = floors
+
+    def ticket_floor(partition: int) -> int:
+        """One past the highest ticket counter a case of this partition holds (computed once per process).
+
+        The counter and the case rows are in two changelogs: a crash between the two writes could leave the
+        counter behind the tickets already issued. Taking the max with this floor means no number is issued
+        twice (a counter ahead of the rows only leaves a gap)."""
+        if partition not in floors:
+            used = [  # a ticket drawn by another partition inverts to None
+                ticket_counter(case.ticket, partition, CASE_COMMANDS.partitions)
+                for case in list(cases.data.values())
+                if case is not None and case.ticket
+            ]
+            floors[partition] = max((n + 1 for n in used if n is not None), default=0)
+        return floors[partition]
+
     async def engine(stream_: Any) -> AsyncIterator[None]:  # a faust Stream of raw CaseCommand JSON
         async for events in stream_.take_events(100, within=0.01):
             now = stream.clock.now()
@@ -130,7 +165,9 @@ def install_engine(stream: StreamApp) -> None:
                     continue
                 pending = changed.get(command.case_id)
                 case: Case | None = pending[1] if pending else cases.get(command.case_id)
-                counter = counters.get(partition, tickets.get(str(partition)) or 0)
+                counter = counters.get(partition)
+                if counter is None:
+                    counter = max(tickets.get(str(partition)) or 0, ticket_floor(partition))
                 decision = apply(
                     case, command, config, ticket_number(partition, counter, CASE_COMMANDS.partitions)
                 )

@@ -1,11 +1,13 @@
-"""SLA clocks of the support policy, as data and pure functions (issue 3 groundwork; not wired yet).
+"""SLA clocks of the support policy, as data and pure functions (used by `streams.cases`).
 
 Time is always passed in. A case carries a tuple of `SlaClock`s; `check(clocks, now)` says which crossed their
 warning point (internal, never shown to the customer) or their deadline, each exactly once.
 
 Defaults (`SlaPolicy()`, version `policy-2026-11`) are the support policy's:
 - Sev1: work must start within 2 h (else the VP of Operations is paged and the customer contact called);
-  a customer status update is due every hour until the case closes.
+  a customer status update is due every hour until the case is resolved (the policy says "until closed";
+  a resolved case has told the customer its resolution, and hourly "still resolved" notices until someone
+  closes it would be noise, so resolve is where the hourly obligation ends; a reopen restarts it).
 - Monitor-opened Sev1: the customer's technical staff are contacted at open; the hourly updates start once the
   outage has lasted 2 h (first due at open + 2 h, then every hour).
 - Sev2: first response within 24 h. Sev3: first response within 48 h.
@@ -38,7 +40,7 @@ class SlaPolicy(BaseModel):
     sev1_work_within: timedelta = timedelta(hours=2)
     """A Sev1 must be worked within this; else the VP of Operations is paged and the customer called."""
     sev1_update_every: timedelta = timedelta(hours=1)
-    """Customer status updates of a Sev1 are due this often until it closes."""
+    """Customer status updates of a Sev1 are due this often until it is resolved (or closed)."""
     monitor_updates_after: timedelta = timedelta(hours=2)
     """A monitor-opened Sev1's hourly updates start once the outage has lasted this long."""
     sev2_first_response: timedelta = timedelta(hours=24)

@@ -167,3 +167,29 @@ async def test_engine_purges_a_closed_case_after_retention(stream: StreamApp) ->
         tick = tick_command(closed, T0 + timedelta(days=31))
         await engine.put(tick.model_dump_json().encode())
     assert command.case_id not in stream.cases.data
+
+
+def test_ticket_counter_inverts_ticket_number() -> None:
+    from streams.cases import ticket_number
+    from streams.engine import ticket_counter
+
+    for partition in range(4):
+        for counter in (0, 1, 7, 250):
+            assert ticket_counter(ticket_number(partition, counter, 4), partition, 4) == counter
+    assert ticket_counter("FW-100001", 0, 4) is None  # drawn by partition 1
+    assert ticket_counter("garbage", 0, 4) is None
+
+
+async def test_engine_never_reuses_a_ticket_when_its_counter_was_lost(stream: StreamApp) -> None:
+    Sent().attach(stream)
+    first = monitor_command("db-01", CommandType.OPEN, 0)
+    async with stream.engine.test_context() as engine:
+        await engine.put(first.model_dump_json().encode())
+    ticket = stream.cases[first.case_id].ticket
+    # a crash lost the counter's changelog write but not the case row; the worker restarts
+    stream.tickets.data.clear()
+    stream.extras["ticket_floors"].clear()
+    second = monitor_command("db-02", CommandType.OPEN, 0)  # the test context delivers all on partition 0
+    async with stream.engine.test_context() as engine:
+        await engine.put(second.model_dump_json().encode())
+    assert stream.cases[second.case_id].ticket not in (None, ticket)
