@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -27,6 +28,7 @@ from fleetcore.settings import Settings
 from schemas.cases import CaseEvent
 from schemas.commands import CaseCommand
 from schemas.deadletter import DeadLetter
+from schemas.envelope import item_payload
 from schemas.notifications import Notification
 from schemas.topics import CASE_COMMANDS, PROBE_RESULTS, Topics
 from streams import codec
@@ -65,6 +67,23 @@ class StreamApp:
     """The case-engine agent."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Wiring parts tests may poke (the maintenance book, the timer function)."""
+
+
+def dead_letter_of(
+    event: Any, consumer: str, reason: str, now: datetime, index: int | None = None
+) -> DeadLetter:
+    """The dead letter of a Faust event (or of item `index` of its batch) that `consumer` rejected."""
+    message = event.message
+    return DeadLetter(
+        source_topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        item=index,
+        consumer=consumer,
+        reason=reason,
+        payload=item_payload(event.value, index),
+        rejected_at=now,
+    )
 
 
 def _table(app: faust.App, name: str, partitions: int, serializer: str | None) -> Any:

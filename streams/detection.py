@@ -17,19 +17,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import Counter
 
-from schemas.deadletter import DeadLetter
-from schemas.envelope import decode_probe_batch, item_payload
+from schemas.envelope import decode_probe_batch
+from streams.app import StreamApp, dead_letter_of
 from streams.detector import ServerStreak
 from streams.maintenance import MaintenanceBook
 from streams.maintenance_feed import planned_by
 from streams.redundancy import Detector
-
-if TYPE_CHECKING:
-    from streams.app import StreamApp
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +68,8 @@ def install_detector(stream: StreamApp) -> None:
     learned = False
 
     async def dead_letter(event: Any, index: int | None, reason: str, now: datetime) -> None:
-        message = event.message
         DEAD_LETTERS.inc()
-        await outputs.dead_letter(
-            DeadLetter(
-                source_topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                item=index,
-                consumer="stream",
-                reason=reason,
-                payload=item_payload(event.value, index),
-                rejected_at=now,
-            )
-        )
+        await outputs.dead_letter(dead_letter_of(event, "stream", reason, now, index))
 
     async def detect(stream_: Any) -> AsyncIterator[None]:  # a faust Stream of raw envelopes
         # Takes up to stream_batch_max envelopes (or what came within stream_batch_within_ms) and writes each

@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from kafka.partitioner.default import murmur2
@@ -37,9 +37,9 @@ from pydantic import ValidationError
 from fleetcore.errors import ConfigError
 from schemas.cases import CaseEventType
 from schemas.commands import CaseCommand
-from schemas.deadletter import DeadLetter
 from schemas.envelope import validation_reason
 from schemas.topics import CASE_COMMANDS
+from streams.app import StreamApp, dead_letter_of
 from streams.cases import (
     TICKET_BASE,
     Case,
@@ -50,9 +50,6 @@ from streams.cases import (
     ticket_number,
 )
 from streams.sla import PolicyBook
-
-if TYPE_CHECKING:
-    from streams.app import StreamApp
 
 log = logging.getLogger(__name__)
 
@@ -115,20 +112,8 @@ def install_engine(stream: StreamApp) -> None:
     )
 
     async def dead_letter(event: Any, reason: str, now: datetime) -> Any:
-        message = event.message
         COMMANDS.labels("invalid", "dead_letter").inc()
-        return await outputs.dead_letter(
-            DeadLetter(
-                source_topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-                item=None,
-                consumer="engine",
-                reason=reason,
-                payload=bytes(event.value or b"")[:65536].decode(errors="replace"),
-                rejected_at=now,
-            )
-        )
+        return await outputs.dead_letter(dead_letter_of(event, "engine", reason, now))
 
     floors: dict[int, int] = {}
     stream.extras["ticket_floors"] = floors
