@@ -145,6 +145,40 @@ class Settings(BaseSettings):
         default=2525, description="Port of the SMTP catcher `fleetwatch up` runs for the demo."
     )
 
+    # -- partners' front door: email intake, portal, staff console (issue 4) ----------------------------
+    partners_file: Path | None = Field(
+        default=None,
+        description="YAML/JSON partner directory: partners, their addresses and customers, portal users.",
+    )
+    intake_host: str = Field(default="127.0.0.1", description="Bind address of the email intake (SMTP).")
+    intake_port: int = Field(default=2526, description="SMTP port of the email intake (the support address).")
+    intake_max_bytes: int = Field(
+        default=10 * 1024 * 1024, gt=0, description="Largest email the intake accepts (bytes)."
+    )
+    intake_max_parts: int = Field(default=50, gt=0, description="MIME parts per email at most.")
+    intake_rate_per_hour: int = Field(
+        default=20, gt=0, description="Emails per sender per hour the intake answers (mail-loop guard)."
+    )
+    portal_host: str = Field(default="127.0.0.1", description="Bind address of the partner portal.")
+    portal_port: int = Field(default=8080, description="Port of the partner portal and staff console.")
+    portal_public_url: str = Field(
+        default="", description="The portal's URL as users reach it ('' : http://<host>:<port>)."
+    )
+    portal_secret: str = Field(
+        default="",
+        description="Key that signs session cookies and CSRF tokens ('' : a random key kept in data_dir).",
+    )
+    portal_secure_cookies: bool = Field(
+        default=True, description="Mark session cookies Secure (browsers keep them on https and localhost)."
+    )
+    portal_session_hours: float = Field(default=12.0, gt=0, description="Session lifetime (real hours).")
+    kb_dir: Path | None = Field(
+        default=None, description="Folder of Markdown knowledge-base articles (solution pointers)."
+    )
+    releases_dir: Path | None = Field(
+        default=None, description="Folder of software releases (catalog.yaml + files) for downloads."
+    )
+
     # -- sink / history ------------------------------------------------------------------------------
     clickhouse_dsn: str = Field(
         default="",

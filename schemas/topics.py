@@ -16,6 +16,7 @@ from schemas.deadletter import DeadLetter
 from schemas.inventory import Server
 from schemas.maintenance import MaintenanceWindow
 from schemas.notifications import Notification
+from schemas.portal import PortalAuditEvent
 from schemas.probes import ProbeBatch
 
 DAY_MS = 24 * 3600 * 1000
@@ -129,6 +130,17 @@ MAINTENANCE = TopicSpec(
     "(failures marked planned).",
     extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
 )
+PORTAL_AUDIT = TopicSpec(
+    name="portal-audit",
+    key="user name",
+    partitions=1,
+    cleanup_policy="delete",
+    value_model=PortalAuditEvent,
+    description="Portal actions that are not case events: downloads, sign-ins. Written by the portal; read "
+    "by auditors (and the sink, later).",
+    retention_ms=-1,
+    extra_config={"message.timestamp.type": "LogAppendTime"},
+)
 DEAD_LETTER = TopicSpec(
     name="dead-letter",
     key="`<source topic>:<partition>:<offset>`",
@@ -150,6 +162,7 @@ TOPICS: dict[str, TopicSpec] = {
         NOTIFICATIONS,
         NOTIFY_LEDGER,
         MAINTENANCE,
+        PORTAL_AUDIT,
         DEAD_LETTER,
     )
 }
@@ -197,3 +210,7 @@ class Topics:
     @property
     def maintenance(self) -> str:
         return self.name(MAINTENANCE)
+
+    @property
+    def portal_audit(self) -> str:
+        return self.name(PORTAL_AUDIT)
