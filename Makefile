@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 JARS   := $(BIN)/python -c "from fleetwatch.kafka_local import ensure_jars; print('Kafka jars:', ensure_jars())"
 
-.PHONY: demo test lint unit integration bench schemas clean
+.PHONY: demo test lint sysdeps unit integration bench schemas clean
 
 ## demo: run the whole monitor (local Kafka, workers, embedded ClickHouse) against the demo fleet
 demo: $(STAMP)
@@ -13,9 +13,15 @@ demo: $(STAMP)
 	$(BIN)/fleetwatch up
 
 ## test: lint, then every test (starts its own Kafka broker on 127.0.0.1)
-test: $(STAMP) lint
+test: $(STAMP) lint sysdeps
 	@$(JARS)
 	$(BIN)/pytest
+
+# system packages the tests use: Java 17 + Maven (the broker) and Debian's Chromium (browser tests)
+sysdeps:
+	@command -v java >/dev/null || { apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless; }
+	@command -v mvn >/dev/null || { apt-get update -qq && apt-get install -y -qq maven; }
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
