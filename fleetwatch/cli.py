@@ -62,6 +62,12 @@ def _cmd_notify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_portal(args: argparse.Namespace) -> int:
+    from portal.service import command
+
+    return command(args.action, _settings(args))
+
+
 def _cmd_inventory_load(args: argparse.Namespace) -> int:
     from probes.inventory import load_command
 
@@ -136,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("stream", _cmd_stream, "run the Faust stream worker (detector)")
     add("sink", _cmd_sink, "run the ClickHouse sink (and, embedded, the history query API)")
     add("notify", _cmd_notify, "run the notifier (delivers pages, emails and calls to contacts)")
+    portal = add("portal", _cmd_portal, "run the partner portal and staff console (web UI + JSON API)")
+    portal.add_argument(
+        "action",
+        nargs="?",
+        default="serve",
+        choices=("serve", "hash-password", "new-token"),
+        help="serve (default); hash-password: argon2 hash for the partners file; new-token: an API token",
+    )
 
     inv = sub.add_parser("inventory", help="manage the fleet inventory").add_subparsers(
         dest="inventory_command", required=True

@@ -22,13 +22,16 @@ from kafka.errors import KafkaError
 
 from casefile.reader import decode
 from casefile.view import CaseView
-from portal.directory import Directory, User
-from schemas.cases import CaseEvent
+from portal.directory import Directory, User, UserRole
+from schemas.cases import CaseEvent, Visibility
 
 log = logging.getLogger(__name__)
 
 POLL_MS = 200
 RETRY_S = 1.0
+SHOWN_CONTACT_ROLES = frozenset({"customer_technical", "partner_helpdesk"})
+"""Roles whose contact ids a partner may see in a timeline (their own people); staff contacts never."""
+REDACTED_DETAILS = ("contact", "error")
 
 
 class ReadModel:
@@ -147,6 +150,23 @@ class ReadModel:
                     log.info("read model caught up: %d events", self.events_read)
         finally:
             client.close(autocommit=False)
+
+
+def visible_events(view: CaseView, user: User) -> list[CaseEvent]:
+    """The timeline `user` may see: staff everything; partners the customer-visible events only, with
+    staff contact ids (and delivery errors, which name them) removed from the details."""
+    if user.role is UserRole.STAFF:
+        return list(view.timeline)
+    return [_redacted(e) for e in view.timeline if e.visibility is Visibility.CUSTOMER]
+
+
+def _redacted(event: CaseEvent) -> CaseEvent:
+    if not any(name in event.details for name in REDACTED_DETAILS):
+        return event
+    if event.details.get("role") in SHOWN_CONTACT_ROLES:
+        return event
+    kept = {k: v for k, v in event.details.items() if k not in REDACTED_DETAILS}
+    return event.model_copy(update={"details": kept})
 
 
 def wait_caught_up(model: ReadModel, timeout_s: float) -> bool:

@@ -122,7 +122,7 @@ def create_app(
     app[KEYS.templates] = templates_env()
     app[KEYS.auth] = auth_state or auth.AuthState.from_settings(settings)
     auth.setup(app)
-    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/healthz", auth.public(healthz), name="healthz")
     for name in PARTS:
         module = _part(name)
         if module is None:

@@ -12,7 +12,8 @@ requests carry no ambient credentials, so they are exempt from CSRF. Failed sign
 name and per client address (`LoginThrottle`), and sign-ins, failures and sign-outs are audited
 (PortalAuditEvent on portal-audit).
 
-Handlers use: `current_user`, `require_user`, `require_staff`, `csrf_token`, `check_csrf`, `render`, `flash`.
+Handlers use: `current_user`, `require_user`, `require_staff`, `csrf_token`, `check_csrf`, `render`, `flash`;
+a route open to anonymous visitors is registered with its handler wrapped in `public(...)`.
 """
 
 from __future__ import annotations
@@ -47,12 +48,6 @@ ANONYMOUS_LIFETIME_S = 3600.0
 """How long a visitor's pre-sign-in session (it only holds the sign-in form's CSRF token) lives."""
 MAX_SESSIONS = 100_000
 """Store bound: beyond it, expired sessions go first, then the oldest anonymous ones."""
-
-_REQ_SESSION = "fw_session"
-_REQ_NEW_COOKIE = "fw_new_cookie"
-_REQ_DROP_COOKIE = "fw_drop_cookie"
-_REQ_USER = "fw_user"
-_REQ_BEARER = "fw_bearer"
 
 
 # -- the signing key -------------------------------------------------------------------------------------
@@ -203,8 +198,33 @@ class AuthState:
         return hmac.new(self.secret, b"csrf|" + sid.encode(), hashlib.sha256).hexdigest()
 
 
+_REQ_SESSION: web.RequestKey[Session] = web.RequestKey("fw_session", Session)
+_REQ_NEW_COOKIE: web.RequestKey[Session] = web.RequestKey("fw_new_cookie", Session)
+_REQ_DROP_COOKIE: web.RequestKey[bool] = web.RequestKey("fw_drop_cookie", bool)
+_REQ_USER: web.RequestKey[User | None] = web.RequestKey("fw_user")
+_REQ_BEARER: web.RequestKey[bool] = web.RequestKey("fw_bearer", bool)
+
+
 def _state(request: web.Request) -> AuthState:
     return request.app[KEYS.auth]
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PUBLIC_MARK = "__fleetwatch_public__"
+
+
+def public(handler: Handler) -> Handler:
+    """Mark a handler as open to everyone (sign-in page, health, OpenAPI): the isolation tests skip it.
+
+    Every other route must refuse anonymous requests (302 to /login for pages, 401 under /api/).
+    """
+    setattr(handler, PUBLIC_MARK, True)
+    return handler
+
+
+def is_public(handler: object) -> bool:
+    """Whether `public` marked this handler."""
+    return bool(getattr(handler, PUBLIC_MARK, False))
 
 
 def is_api(request: web.Request) -> bool:
@@ -245,7 +265,7 @@ async def session_middleware(
 def _apply_cookie(request: web.Request, response: web.StreamResponse, state: AuthState) -> None:
     if response.prepared:
         return
-    new: Session | None = request.get(_REQ_NEW_COOKIE)
+    new = request.get(_REQ_NEW_COOKIE)
     if new is not None:
         response.set_cookie(
             COOKIE,
@@ -260,8 +280,7 @@ def _apply_cookie(request: web.Request, response: web.StreamResponse, state: Aut
 
 
 def _session(request: web.Request) -> Session | None:
-    session: Session | None = request.get(_REQ_SESSION)
-    return session
+    return request.get(_REQ_SESSION)
 
 
 def _start_session(request: web.Request, username: str | None) -> Session:
@@ -292,8 +311,7 @@ def _end_session(request: web.Request) -> None:
 async def current_user(request: web.Request) -> User | None:
     """The signed-in user (session cookie, or `Authorization: Bearer <token>`), or None."""
     if _REQ_USER in request:
-        cached: User | None = request[_REQ_USER]
-        return cached
+        return request[_REQ_USER]
     directory = request.app[KEYS.directory]
     user: User | None = None
     header = request.headers.get("Authorization", "")
@@ -473,6 +491,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     """Register the sign-in routes and the session middleware (the app needs KEYS.auth set)."""
     app.middlewares.append(session_middleware)
-    app.router.add_get("/login", login_page, name="login")
-    app.router.add_post("/login", login_submit)
+    app.router.add_get("/login", public(login_page), name="login")
+    app.router.add_post("/login", public(login_submit))
     app.router.add_post("/logout", logout, name="logout")
