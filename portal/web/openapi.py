@@ -117,7 +117,10 @@ def _page_operation(method: str, path: str, handler: Any) -> dict[str, Any]:
     summary = doc[0] if doc else f"{method} {path}"
     tag = path.strip("/").split("/")[0] or "pages"
     responses: dict[str, Any] = {}
-    if method == "GET":
+    if path.startswith("/api/"):
+        responses["200"] = {"description": "JSON (or a file)", "content": {"application/json": {}}}
+        responses["401"] = {"description": "Not signed in, or an unknown API token"}
+    elif method == "GET":
         responses["200"] = {"description": "An HTML page (or a file)", "content": {"text/html": {}}}
     else:
         responses["302"] = {"description": "Done; redirects to the next page"}
@@ -128,7 +131,7 @@ def _page_operation(method: str, path: str, handler: Any) -> dict[str, Any]:
         "tags": [tag],
         "responses": responses,
     }
-    if not auth.is_public(handler):
+    if not auth.is_public(handler) and not path.startswith("/api/"):
         responses.setdefault("302", {"description": "Not signed in: redirects to /login"})
     if method == "POST":
         operation["requestBody"] = {

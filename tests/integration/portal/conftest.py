@@ -7,7 +7,7 @@ directory `examples/partners.yaml` (nadia / northwind-demo, tom / telco-demo, sa
 
 No stream worker runs: `portal.seed_case(...)` writes a chained case history straight to the cases topic, as
 the case engine would, and waits until the read model shows it. Commands the portal sends are read back with
-`portal.commands()`, audit events with `portal.audit_events()`.
+`portal.commands()`, audit events with `portal.audit_events()` (each reads its topic to the current end).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from casefile.view import CaseView
 from fleetcore.clock import SystemClock
@@ -42,7 +42,7 @@ from schemas.cases import (
 from schemas.commands import CaseCommand
 from schemas.portal import PortalAuditEvent
 from schemas.topics import Topics
-from tests.helpers import TopicReader, wait_for
+from tests.helpers import wait_for
 
 PARTNERS = Path(__file__).resolve().parents[3] / "examples" / "partners.yaml"
 SECRET = "portal-test-secret-0123456789abcdef0123456789"
@@ -104,7 +104,6 @@ class RunningPortal:
     topics: Topics
     service: Portal
     _producer: KafkaProducer
-    _readers: dict[str, TopicReader] = field(default_factory=dict)
 
     def seed_case(
         self,
@@ -209,30 +208,36 @@ class RunningPortal:
 
         return wait_for(shown, 30, f"the read model to show {case_id}")
 
-    def _reader(self, topic: str) -> TopicReader:
-        if topic not in self._readers:
-            self._readers[topic] = TopicReader(self.settings.kafka_bootstrap, topic)
-        return self._readers[topic]
+    def _read(self, topic: str) -> list[bytes]:
+        """Every value on `topic` up to its end offsets now (so a negative check sees everything sent)."""
+        consumer = KafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, enable_auto_commit=False)
+        try:
+            parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            end = consumer.end_offsets(tps)
+            values: list[bytes] = []
+
+            def done() -> bool:
+                for records in consumer.poll(timeout_ms=200).values():
+                    values.extend(r.value for r in records if r.value is not None)
+                return all(consumer.position(tp) >= end[tp] for tp in tps)
+
+            wait_for(done, 30, f"reading {topic} to its end")
+            return values
+        finally:
+            consumer.close()
 
     def commands(self) -> list[CaseCommand]:
         """Every case command on the test's case-commands topic so far."""
-        return [
-            CaseCommand.model_validate_json(value)
-            for _, value in self._reader(self.topics.case_commands).poll()
-            if value is not None
-        ]
+        return [CaseCommand.model_validate_json(v) for v in self._read(self.topics.case_commands)]
 
     def audit_events(self) -> list[PortalAuditEvent]:
         """Every portal audit event on the test's portal-audit topic so far."""
-        return [
-            PortalAuditEvent.model_validate_json(value)
-            for _, value in self._reader(self.topics.portal_audit).poll()
-            if value is not None
-        ]
+        return [PortalAuditEvent.model_validate_json(v) for v in self._read(self.topics.portal_audit)]
 
     def close(self) -> None:
-        for reader in self._readers.values():
-            reader.close()
         self._producer.close()
 
 
