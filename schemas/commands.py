@@ -20,7 +20,9 @@ class CommandType(StrEnum):
     """What the sender asks the case engine to do."""
 
     OPEN = "open"
-    """Open a case (source, customer; severity for monitor/staff cases, none for email/portal)."""
+    """Open a case (source, customer; severity for monitor/staff cases, none for email/portal). An email
+    case's details carry `message_id` (the partner's Message-ID: answers are threaded to it) and `from`
+    (the sender: written to when the partner has no help desk contact)."""
     TRIAGE = "triage"
     """Set severity (required) and owner; assigns the ticket number."""
     ASSIGN = "assign"
@@ -28,17 +30,22 @@ class CommandType(StrEnum):
     START_WORK = "start_work"
     """Acknowledge: an engineer works the case (stops the Sev1 work clock)."""
     POST_UPDATE = "post_update"
-    """Post a status update to the customer (message required)."""
+    """Post a status update to the customer (message required); on an email/portal case this is the
+    staff answer emailed to the partner help desk in the partner's thread."""
     WAIT_ON_CUSTOMER = "wait_on_customer"
     """The next move is the customer's: pausable clocks stop."""
     CUSTOMER_REPLIED = "customer_replied"
     """The customer answered (message optional): paused clocks run again."""
     NOTE = "note"
-    """An internal note or phone follow-up (message required)."""
+    """An internal note or phone follow-up (message required; details `kind`: "note" or "phone",
+    `visible`: true to show it to the partner)."""
     CHANGE_SEVERITY = "change_severity"
     """New severity (required); its clocks start now."""
     RESOLVE = "resolve"
     CLOSE = "close"
+    """Close the case. With details `referral: true`, on an untriaged case only: closed without a ticket
+    and the partner is sent the referral (message, or the policy's text): end users go to their
+    provider."""
     REOPEN = "reopen"
     SERVER_RECOVERED = "server_recovered"
     """The monitor saw the case's server pass a probe again."""

@@ -14,6 +14,12 @@ from schemas.base import Contract, UtcDatetime
 from schemas.cases import Severity
 from schemas.inventory import ID_PATTERN
 
+MESSAGE_ID_PATTERN = r"^<[!#-'*+\-/-9=?A-Z^-~.]{1,250}@[!#-'*+\-/-9=?A-Z\[\]^-~.]{1,250}>$"
+"""A Message-ID as it may appear in In-Reply-To/References: `<local@domain>`, printable ASCII without
+spaces, quotes, angle brackets, commas or line breaks (RFC 5322 msg-id, dot-atom forms only)."""
+EMAIL_ADDRESS_PATTERN = r"^[^@\s<>\"',;()\[\]\\]{1,64}@[^@\s<>\"',;()\[\]\\]+\.[^@\s<>\"',;()\[\]\\]+$"
+"""A bare email address (no display name), safe to place in a header."""
+
 
 class Channel(StrEnum):
     """How a notification reaches people."""
@@ -60,3 +66,9 @@ class Notification(Contract):
     body: str = Field(max_length=20000)
     at: UtcDatetime
     """When the engine asked for it."""
+    thread_message_id: str | None = Field(default=None, max_length=504, pattern=MESSAGE_ID_PATTERN)
+    """Emails to the partner help desk: the Message-ID of the partner's email that opened the case; the
+    notifier sets In-Reply-To and References to it, so the email lands in the partner's thread."""
+    reply_to_address: str | None = Field(default=None, max_length=254, pattern=EMAIL_ADDRESS_PATTERN)
+    """Emails to the partner help desk: the address that wrote to us about the case (the requester). The
+    notifier emails it when the partner's directory entry names no help desk contact."""

@@ -30,6 +30,30 @@ Rules the engine keeps (the support policy, `streams.sla` for the clocks, `strea
 * Status notices keep their cadence: the next is due one period after the previous *due* time; if the
   engine was down across several due times, one notice covers them and the cadence resumes after `at`.
 
+Partner correspondence (issue 4; `streams.notices` says who hears what):
+
+* Threading. An OPEN may carry `details.message_id` (the Message-ID of the partner's email that opened the
+  case) and `details.from` (its sender). The engine keeps them on the case as `thread_message_id` and
+  `requester` when they are well formed (a `<local@domain>` id; a bare address, a display name is
+  dropped) and ignores them otherwise: a case is never refused for a bad header. Every email to the
+  partner help desk about the case carries both, so the notifier threads it into the partner's email and,
+  when the partner's directory entry has no help desk contact, writes to the requester instead.
+* Answering the partner. POST_UPDATE is how staff answer: the text goes to the customer's voice
+  (`notices.customer_roles`): for an email/portal case the partner help desk (threaded) and not the
+  customer's technical staff; for a monitor/staff case the customer's technical staff as before, plus the
+  partner help desk when the case names a partner. Allowed from NEW too (a question before triage).
+* Referral. CLOSE with `details.referral = true` on a NEW case (untriaged, no ticket: an end user's
+  request) closes it without a ticket and emails the partner help desk the referral (`message`, or the
+  policy's `notices.REFERRAL_TEXT`), threaded; the `case.closed` event says `referral: true` and the
+  requests are on the case. A referral of a triaged case is rejected (it has a ticket: close it plainly).
+  A flag on CLOSE rather than a new command type: it is a close in every other respect (state, clocks,
+  reopen), and readers that know CLOSE keep working.
+* Notes and phone follow-ups. NOTE takes `details.kind` ("note", the default, or "phone": a logged call,
+  reason "phone follow-up") and `details.visible` (default false). A note is internal unless `visible` is
+  true; then the partner sees it in the portal timeline. No email either way (a call already reached
+  them; use POST_UPDATE to write). A visible note on an open case counts as the first response (the
+  partner was answered), nothing more: it restarts no status clock.
+
 Ticket numbers: `FW-<n>`, n = 100000 + counter * P + p, where p is the engine partition that owns the case
 (0 ≤ p < P, P = partitions of the case-commands topic) and counter is that partition's own count of tickets
 issued so far, kept in the engine's table beside its cases. Partitions never share an n (n mod P = p), so no
@@ -42,9 +66,11 @@ change needs a new base (e.g. 200000).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 
 from pydantic import BaseModel, ConfigDict
 
@@ -62,7 +88,7 @@ from schemas.cases import (
     event_id_for,
 )
 from schemas.commands import CaseCommand, CommandType
-from schemas.notifications import Notification
+from schemas.notifications import EMAIL_ADDRESS_PATTERN, MESSAGE_ID_PATTERN, Notification
 from streams import notices, sla
 from streams.notices import Notice
 from streams.sla import AlertLevel, ClockAlert, ClockKind, PolicyBook, SlaClock, SlaPolicy
@@ -79,6 +105,8 @@ OPEN_STATES = frozenset({CaseState.NEW, CaseState.TRIAGED, CaseState.WORKING, Ca
 """States in which a case still owes something (not resolved, not closed)."""
 ACTIVE_STATES = frozenset({CaseState.TRIAGED, CaseState.WORKING, CaseState.WAITING})
 """Triaged states: the case has a severity and running clocks."""
+NOTE_KINDS = frozenset({"note", "phone"})
+"""Values of a NOTE's `details.kind`."""
 OUTCOMES = {
     "sent": CaseEventType.NOTIFICATION_SENT,
     "retrying": CaseEventType.NOTIFICATION_RETRYING,
@@ -132,6 +160,12 @@ class Case(BaseModel):
     """The server recovered while the case was open: a TICK may auto-resolve it (if configured)."""
     next_due_at: datetime | None = None
     """`next_due(case, config)` after the last applied command: what the timer waits for."""
+    thread_message_id: str | None = None
+    """Message-ID of the partner's email that opened the case (OPEN `details.message_id`): partner help
+    desk emails are threaded to it."""
+    requester: str | None = None
+    """The address that emailed the case in (OPEN `details.from`, bare address): written to when the
+    partner's directory entry has no help desk contact."""
 
 
 @dataclass(frozen=True)
@@ -596,6 +630,8 @@ def _open_new(command: CaseCommand, config: EngineConfig, ticket: str) -> Decisi
         status_notices=0,
         recent_commands=(),
         opened_by=command.command_id,
+        thread_message_id=thread_message_id(command.details),
+        requester=requester(command.details),
     )
     try:
         run = _Run(case, command, config, ticket)
@@ -620,6 +656,26 @@ def _open_new(command: CaseCommand, config: EngineConfig, ticket: str) -> Decisi
         return run.decision()
     except ValueError as exc:
         return _dead(None, f"open could not be applied: {exc}")
+
+
+def thread_message_id(details: Mapping[str, DetailValue]) -> str | None:
+    """`details.message_id` as a header-safe `<local@domain>` (brackets added if missing), else None."""
+    value = details.get("message_id")
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value.startswith("<"):
+        value = f"<{value}>"
+    return value if len(value) <= 504 and re.fullmatch(MESSAGE_ID_PATTERN, value) else None
+
+
+def requester(details: Mapping[str, DetailValue]) -> str | None:
+    """The bare address of `details.from` (a display name is dropped), if it is a header-safe address."""
+    value = details.get("from")
+    if not isinstance(value, str) or "\n" in value or "\r" in value:
+        return None
+    address = parseaddr(value)[1].strip()
+    return address if len(address) <= 254 and re.fullmatch(EMAIL_ADDRESS_PATTERN, address) else None
 
 
 def _default_title(command: CaseCommand) -> str:
@@ -659,7 +715,7 @@ def _triage(run: _Run) -> None:
     details.update({"clocks_from": case.opened_at.isoformat(), "policy_version": run.policy.version})
     event = run.emit(CaseEventType.TRIAGED, _reason(run, f"triaged as {_sev(severity)}"), details=details)
     _sev1_mobilised(run, f"case.triaged:{event.seq}", event)
-    if case.source in (CaseSource.EMAIL, CaseSource.PORTAL) and case.partner_id is not None:
+    if case.source in (CaseSource.EMAIL, CaseSource.PORTAL) and notices.partner_reachable(case):
         run.notify(notices.partner_triaged(run.case, f"ticket:{event.seq}"), event)
 
 
@@ -742,13 +798,29 @@ def _customer_replied(run: _Run) -> None:
 
 
 def _note(run: _Run) -> None:
+    """An internal note, or a logged phone follow-up; customer-visible only when `details.visible`."""
     _require_message(run)
+    kind = run.command.details.get("kind", "note")
+    if not isinstance(kind, str) or kind not in NOTE_KINDS:
+        raise CommandRejected(f"note details.kind must be one of {', '.join(sorted(NOTE_KINDS))}")
+    visible = _flag(run, "visible")
+    if visible and run.case.state in OPEN_STATES:
+        run.update(responded=True)
+        run.set_clocks(run.case.clocks)
     run.emit(
         CaseEventType.NOTE,
-        _reason(run, "note"),
+        _reason(run, "phone follow-up" if kind == "phone" else "note"),
         details=_message_details(run),
-        visibility=Visibility.INTERNAL,
+        visibility=Visibility.CUSTOMER if visible else Visibility.INTERNAL,
     )
+
+
+def _flag(run: _Run, name: str) -> bool:
+    """A boolean detail of the command (absent: false); anything but a boolean is rejected."""
+    value = run.command.details.get(name, False)
+    if not isinstance(value, bool):
+        raise CommandRejected(f"{run.command.type.value} details.{name} must be true or false")
+    return value
 
 
 def _change_severity(run: _Run) -> None:
@@ -788,12 +860,31 @@ def _resolve(run: _Run) -> None:
 
 def _close(run: _Run) -> None:
     _require_state(run, OPEN_STATES | {CaseState.RESOLVED})
+    referral = _flag(run, "referral")
+    if referral and run.case.state is not CaseState.NEW:
+        raise CommandRejected(
+            f"a referral closes an untriaged case; this one is {run.case.state.value} with ticket "
+            f"{run.case.ticket}: close it without details.referral"
+        )
     run.update(
         state=CaseState.CLOSED,
         clocks=sla.stop(run.case.clocks, run.at),
         auto_resolve_pending=False,
     )
-    run.emit(CaseEventType.CLOSED, _reason(run, "closed"), details=_message_details(run))
+    if not referral:
+        run.emit(CaseEventType.CLOSED, _reason(run, "closed"), details=_message_details(run))
+        return
+    text = run.command.message.strip() or notices.REFERRAL_TEXT
+    wanted = notices.referral(run.case, f"referral:{run.case.seq}", text)
+    told = "the partner was told" if wanted else "nobody to tell (no partner or sender address)"
+    details = _message_details(run)
+    details.update({"referral": True, "message": text})
+    event = run.emit(
+        CaseEventType.CLOSED,
+        _reason(run, f"closed as a referral, no ticket: end users contact their own provider; {told}"),
+        details=details,
+    )
+    run.notify(wanted, event)
 
 
 def _reopen(run: _Run) -> None:

@@ -15,10 +15,25 @@ Who, per the support policy:
 | Sev1 not worked within 2 h | page → vp_operations, call → customer_technical |
 | Sev2/Sev3 first response breached | email → support_lead |
 | pre-breach warning (75 %) | email → oncall_engineers (internal roles only, never the customer) |
-| hourly status notice (no staff update) | email → customer_technical |
-| staff posted a customer update | email → customer_technical |
+| hourly status notice (no staff update) | email → the customer's voice (below) |
+| staff posted a customer update (a reply) | email → the customer's voice (below) |
 | monitored server recovered | email → customer_technical |
-| email/portal case triaged, partner known | email → partner_helpdesk (with the ticket number) |
+| email/portal case triaged, partner reachable | email → partner_helpdesk (with the ticket number) |
+| untriaged case closed as a referral | email → partner_helpdesk (the referral text), if reachable |
+
+The customer's voice (`customer_roles`): who hears updates and status notices about a case. For an email or
+portal case the partner wrote to us on the customer's behalf, so the partner's help desk is told and the
+customer's technical staff are not (they did not write, and a second copy of every answer to them is noise);
+an email/portal case with no reachable partner falls back to the customer's technical staff, as before. A
+monitor or staff case tells the customer's technical staff, and also the partner's help desk when the case
+names a partner. A partner is *reachable* when the case names one or the case's email came from an address
+(`Case.requester`; the notifier writes to it when the partner's directory entry has no help desk contact).
+
+Threading: every email to the partner help desk carries the case's `thread_message_id` (the Message-ID of
+the partner's email that opened it) and `reply_to_address` (the requester); the notifier sets In-Reply-To
+and References from it, so ticket numbers, answers and referrals land in the partner's own thread. Their
+subjects carry `[FW-100123]`, or `[FW case <case id>]` before triage (the intake's tags), so a reply finds
+the case even when the partner's mailer drops References.
 """
 
 from __future__ import annotations
@@ -74,8 +89,23 @@ def notification_key(case_id: str, purpose: str, role: Role, channel: Channel) -
     return f"{case_id}:{purpose}:{role.value}:{channel.value}"
 
 
+def partner_reachable(case: Case) -> bool:
+    """A partner help desk email about this case can reach someone: a partner, or the address that wrote."""
+    return case.partner_id is not None or case.requester is not None
+
+
+def customer_roles(case: Case) -> list[Role]:
+    """Who hears updates and status notices about the case (see "the customer's voice" above)."""
+    if case.source in (CaseSource.EMAIL, CaseSource.PORTAL):
+        return [Role.PARTNER_HELPDESK] if partner_reachable(case) else [Role.CUSTOMER_TECHNICAL]
+    if case.partner_id is not None:
+        return [Role.CUSTOMER_TECHNICAL, Role.PARTNER_HELPDESK]
+    return [Role.CUSTOMER_TECHNICAL]
+
+
 def notification(case: Case, notice: Notice, at: datetime) -> Notification:
-    """The Notification for the notifications topic."""
+    """The Notification for the notifications topic; emails to the partner help desk are threaded."""
+    threaded = notice.role is Role.PARTNER_HELPDESK and notice.channel is Channel.EMAIL
     return Notification(
         key=notification_key(case.case_id, notice.purpose, notice.role, notice.channel),
         case_id=case.case_id,
@@ -90,6 +120,8 @@ def notification(case: Case, notice: Notice, at: datetime) -> Notification:
         subject=_clip(notice.subject, SUBJECT_MAX),
         body=_clip(notice.body, BODY_MAX),
         at=at,
+        thread_message_id=case.thread_message_id if threaded else None,
+        reply_to_address=case.requester if threaded else None,
     )
 
 
@@ -99,6 +131,14 @@ def _clip(text: str, limit: int) -> str:
 
 def _ref(case: Case) -> str:
     return case.ticket or case.case_id
+
+
+def _tag(case: Case, role: Role) -> str:
+    """The subject tag: `[FW-100123]`; before a ticket, the partner help desk gets `[FW case <id>]`, the
+    tag the email intake recognises, so a reply finds the case even without References."""
+    if case.ticket is None and role is Role.PARTNER_HELPDESK:
+        return f"[FW case {case.case_id}]"
+    return f"[{_ref(case)}]"
 
 
 def _sev(case: Case) -> str:
@@ -227,28 +267,31 @@ def status_text(case: Case, at: datetime) -> str:
 
 
 def status_notice(case: Case, purpose: str, at: datetime, number: int) -> list[Notice]:
-    """An hourly update was due and staff posted none: the automatic notice to the customer."""
+    """An hourly update was due and staff posted none: the automatic notice to the customer's voice."""
     return [
         Notice(
             Channel.EMAIL,
-            Role.CUSTOMER_TECHNICAL,
+            role,
             purpose,
-            f"[{_ref(case)}] Status update {number}: {case.title}",
+            f"{_tag(case, role)} Status update {number}: {case.title}",
             status_text(case, at),
         )
+        for role in customer_roles(case)
     ]
 
 
 def customer_update(case: Case, purpose: str, message: str) -> list[Notice]:
-    """Staff posted an update: it goes to the customer's technical staff as written."""
+    """Staff posted an update (or answered the partner): it goes to the customer's voice as written; the
+    partner help desk's copy is threaded into the partner's email."""
     return [
         Notice(
             Channel.EMAIL,
-            Role.CUSTOMER_TECHNICAL,
+            role,
             purpose,
-            f"[{_ref(case)}] Update: {case.title}",
+            f"{_tag(case, role)} Update: {case.title}",
             message,
         )
+        for role in customer_roles(case)
     ]
 
 
@@ -279,5 +322,30 @@ def partner_triaged(case: Case, purpose: str) -> list[Notice]:
             f"[{ref}] Case triaged for {case.customer_id}: {case.title}",
             f"The case for your customer {case.customer_id} is ticket {ref}, {_sev(case)}.\n"
             "Please quote the ticket number in any correspondence.",
+        )
+    ]
+
+
+REFERRAL_TEXT = (
+    "Thank you for your message. Our support works with our partners and with our customers' technical "
+    "staff; end users must contact their own provider (their Solution Partner or internet service "
+    "provider), who will open a case with us if it is needed.\n"
+    "We have therefore closed this request without opening a ticket."
+)
+"""The policy's referral, sent when staff give no text of their own."""
+
+
+def referral(case: Case, purpose: str, message: str) -> list[Notice]:
+    """An untriaged email/portal case was closed as a referral (an end user's request): the partner help
+    desk (or the address that wrote) gets the referral text, threaded; nobody else is told."""
+    if not partner_reachable(case):
+        return []
+    return [
+        Notice(
+            Channel.EMAIL,
+            Role.PARTNER_HELPDESK,
+            purpose,
+            f"{_tag(case, Role.PARTNER_HELPDESK)} Re: {case.title}",
+            message.strip() or REFERRAL_TEXT,
         )
     ]

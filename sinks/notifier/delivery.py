@@ -8,20 +8,30 @@ the service reports the latter as a `failed` outcome; nothing here raises on mis
 Payload shapes: pages follow the PagerDuty Events API v2 (`dedup_key` = the notification key, so a
 re-sent page never opens a second incident); calls and the generic webhook are plain JSON; emails carry a
 Message-ID derived from (key, contact), so a re-sent email is recognisably the same message.
+
+Threading: an email whose notification has a `thread_message_id` (partner help desk emails of a case the
+partner opened by email) answers that message: `In-Reply-To` and `References` name it, so the partner's
+mail client files it in the thread. The id is checked again here (`<local@domain>`, printable, no
+spaces or line breaks) and left out when it does not fit, so no header can be smuggled through it.
+Emails to the partner help desk invite a reply (it reaches the support address and, through the ticket in
+the subject or the References, the case); every other email says not to reply.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email import policy
+from email.headerregistry import BaseHeader, HeaderRegistry, MessageIDHeader
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
-from typing import Any
+from typing import Any, cast
 
 from fleetcore.settings import Settings
 from schemas.cases import Severity
-from schemas.notifications import Channel, Notification
+from schemas.notifications import MESSAGE_ID_PATTERN, Channel, Notification, Role
 from sinks.notifier.directory import Contact
 
 WEBHOOK = "webhook"
@@ -34,6 +44,20 @@ PD_SUMMARY_MAX = 1024
 """PagerDuty's limit on payload.summary."""
 
 PD_SEVERITY = {Severity.SEV1: "critical", Severity.SEV2: "error", Severity.SEV3: "warning"}
+
+
+def _email_policy() -> policy.EmailPolicy[EmailMessage]:
+    """The default policy, with In-Reply-To and References parsed and folded as msg-ids (like Message-ID),
+    not as free text: a long id is moved to its own line whole instead of being RFC 2047-encoded, which
+    would break threading."""
+    registry = HeaderRegistry()
+    msg_id = cast("type[BaseHeader]", MessageIDHeader)  # a mixin the registry combines with BaseHeader
+    registry.map_to_type("in-reply-to", msg_id)
+    registry.map_to_type("references", msg_id)
+    return policy.default.clone(header_factory=registry)
+
+
+EMAIL_POLICY = _email_policy()
 
 
 @dataclass(frozen=True)
@@ -123,10 +147,18 @@ def message_id(key: str, contact_id: str, sender: str) -> str:
     return f"<{digest}@{domain}>"
 
 
+def thread_reference(notification: Notification) -> str | None:
+    """The Message-ID this email answers, if the notification names a well-formed one."""
+    value = notification.thread_message_id
+    if value is None or len(value) > 504 or not re.fullmatch(MESSAGE_ID_PATTERN, value):
+        return None
+    return value
+
+
 def email_message(notification: Notification, contact: Contact, sender: str) -> EmailMessage:
     """The email of one notification to one contact (requires `contact.email`)."""
     assert contact.email is not None
-    message = EmailMessage()
+    message = EmailMessage(policy=EMAIL_POLICY)
     message["From"] = sender
     message["To"] = formataddr((one_line(contact.name), contact.email))
     message["Subject"] = subject_line(notification)
@@ -137,9 +169,17 @@ def email_message(notification: Notification, contact: Contact, sender: str) -> 
     message["X-Fleetwatch-Case"] = one_line(notification.case_id)
     if notification.ticket:
         message["X-Fleetwatch-Ticket"] = one_line(notification.ticket)
+    if (thread := thread_reference(notification)) is not None:
+        message["In-Reply-To"] = thread
+        message["References"] = thread
     ticket = f", ticket {notification.ticket}" if notification.ticket else ""
     footer = f"Case {notification.case_id}{ticket}"
-    message.set_content(f"{notification.body}\n\n-- \n{footer}. Sent by fleetwatch; please do not reply.\n")
+    if notification.role is Role.PARTNER_HELPDESK:
+        keep = f" (keep [{notification.ticket}] in the subject)" if notification.ticket else ""
+        footer += f". Reply to this email to add to the case{keep}.\n"
+    else:
+        footer += ". Sent by fleetwatch; please do not reply.\n"
+    message.set_content(f"{notification.body}\n\n-- \n{footer}")
     return message
 
 

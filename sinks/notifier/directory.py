@@ -17,7 +17,15 @@ Loaded from YAML or JSON (`settings.contacts_file`, see `examples/contacts.yaml`
       northwind-partners: [northwind-desk]
 
 Every id a role, customer or partner names must be a contact; a bad file is a `ContactsError` that says
-what to fix. Pure: no IO except `load_directory`, which reads the file.
+what to fix.
+
+The partner help desk falls back to the requester: a partner_helpdesk notification whose partner has no
+help desk contact here (no entry, an empty list, or no partner named) but that carries a
+`reply_to_address` (the address that emailed the case in) goes to that address, as contact `requester`.
+So a partner not yet in the directory still gets its ticket number and answers; a listed help desk always
+wins (the policy answers partners through their desk, not whoever forwarded the email).
+
+Pure: no IO except `load_directory`, which reads the file.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ from schemas.notifications import Notification, Role
 EMAIL_PATTERN = r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$"
 PHONE_PATTERN = r"^\+?[0-9][0-9 ().-]{3,30}$"
 
+REQUESTER = "requester"
+"""Contact id of the fallback delivery to a notification's `reply_to_address`."""
 PER_CUSTOMER_ROLES = frozenset({Role.CUSTOMER_TECHNICAL, Role.PARTNER_HELPDESK})
 """Roles resolved through `customers:` / `partners:` rather than `roles:`."""
 
@@ -123,6 +133,8 @@ class Directory(BaseModel):
             ids = self.customers.get(notification.customer_id, [])
         elif notification.role is Role.PARTNER_HELPDESK:
             ids = self.partners.get(notification.partner_id, []) if notification.partner_id else []
+            if not ids and notification.reply_to_address:
+                return [requester_contact(notification.reply_to_address)]
         else:
             ids = self.roles.get(notification.role, [])
         return [self.contacts[cid] for cid in dict.fromkeys(ids)]
@@ -136,6 +148,11 @@ class Directory(BaseModel):
                 return "partner help desk (the notification names no partner)"
             return f"help desk of partner {notification.partner_id}"
         return f"role {notification.role.value}"
+
+
+def requester_contact(address: str) -> Contact:
+    """The pseudo contact of the address that emailed a case in (the help desk fallback)."""
+    return Contact(id=REQUESTER, name=address, email=address)
 
 
 def parse_directory(data: object, source: str = "contacts directory") -> Directory:

@@ -129,3 +129,63 @@ def test_long_texts_are_clipped_to_the_contract() -> None:
 def test_a_case_without_ticket_is_referred_to_by_its_id() -> None:
     notice = notices.customer_update(make_case(ticket=None), "p", "hi")[0]
     assert "[case-1]" in notice.subject
+
+
+# --- partner correspondence (issue 4) ----------------------------------------------------------------------
+
+MID = "<abc.123@mail.isp-9.example>"
+
+
+@pytest.mark.parametrize(
+    ("source", "partner_id", "requester", "expected"),
+    [
+        (CaseSource.EMAIL, "isp-9", None, [Role.PARTNER_HELPDESK]),
+        (CaseSource.PORTAL, "isp-9", None, [Role.PARTNER_HELPDESK]),
+        (CaseSource.EMAIL, None, "desk@isp-9.example", [Role.PARTNER_HELPDESK]),
+        (CaseSource.EMAIL, None, None, [Role.CUSTOMER_TECHNICAL]),
+        (CaseSource.PORTAL, None, None, [Role.CUSTOMER_TECHNICAL]),
+        (CaseSource.MONITOR, None, None, [Role.CUSTOMER_TECHNICAL]),
+        (CaseSource.MONITOR, "isp-9", None, [Role.CUSTOMER_TECHNICAL, Role.PARTNER_HELPDESK]),
+        (CaseSource.STAFF, "isp-9", None, [Role.CUSTOMER_TECHNICAL, Role.PARTNER_HELPDESK]),
+        (CaseSource.STAFF, None, "someone@x.example", [Role.CUSTOMER_TECHNICAL]),
+    ],
+)
+def test_the_customers_voice(
+    source: CaseSource, partner_id: str | None, requester: str | None, expected: list[Role]
+) -> None:
+    case = make_case(source=source, partner_id=partner_id, requester=requester)
+    assert notices.customer_roles(case) == expected
+    assert [n.role for n in notices.customer_update(case, "p", "hi")] == expected
+    assert [n.role for n in notices.status_notice(case, "p", T0, 1)] == expected
+
+
+def test_only_partner_helpdesk_emails_are_threaded() -> None:
+    case = make_case(
+        source=CaseSource.STAFF, partner_id="isp-9", thread_message_id=MID, requester="desk@isp-9.example"
+    )
+    items = [notices.notification(case, n, T0) for n in notices.customer_update(case, "p", "hi")]
+    assert [(i.role, i.thread_message_id, i.reply_to_address) for i in items] == [
+        (Role.CUSTOMER_TECHNICAL, None, None),
+        (Role.PARTNER_HELPDESK, MID, "desk@isp-9.example"),
+    ]
+    sev1 = [notices.notification(case, n, T0) for n in notices.sev1_opened(case, "p", timedelta(hours=2))]
+    assert all(i.thread_message_id is None for i in sev1)
+
+
+def test_referral_text_and_recipient() -> None:
+    case = make_case(source=CaseSource.EMAIL, partner_id="isp-9", ticket=None, title="My TV is broken")
+    (notice,) = notices.referral(case, "referral:1", "")
+    assert (notice.channel, notice.role) == (Channel.EMAIL, Role.PARTNER_HELPDESK)
+    assert notice.body == notices.REFERRAL_TEXT
+    assert "own provider" in notice.body
+    assert notice.subject == "[FW case case-1] Re: My TV is broken"
+    assert notices.referral(case, "referral:1", " Ask your ISP. ")[0].body == "Ask your ISP."
+    assert notices.referral(make_case(source=CaseSource.EMAIL), "referral:1", "") == []
+
+
+def test_untriaged_partner_mails_carry_the_intakes_case_tag() -> None:
+    case = make_case(source=CaseSource.EMAIL, partner_id="isp-9", ticket=None, title="Slow")
+    (update,) = notices.customer_update(case, "p", "hi")
+    assert update.subject == "[FW case case-1] Update: Slow"
+    (ticketed,) = notices.customer_update(make_case(source=CaseSource.EMAIL, partner_id="isp-9"), "p", "hi")
+    assert ticketed.subject.startswith("[FW-100004] Update:")

@@ -140,6 +140,7 @@ def produce(
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
         for item in items:
+            value: bytes | None
             if isinstance(item, Notification):
                 key, value = item.key.encode(), item.model_dump_json().encode()
             else:

@@ -169,7 +169,7 @@ async def test_slow_webhook_does_not_hold_up_other_notifications(
     sample = service.metrics.registry.get_sample_value
     assert sample("fleetwatch_notify_outcomes_total", {"channel": "email", "outcome": "sent"}) == 5
     assert sample("fleetwatch_notify_outcomes_total", {"channel": "page", "outcome": "sent"}) == 1
-    assert sample("fleetwatch_notify_outcomes_total", {"channel": "page", "outcome": "retrying"}) >= 1
+    assert (sample("fleetwatch_notify_outcomes_total", {"channel": "page", "outcome": "retrying"}) or 0) >= 1
 
 
 async def test_malformed_values_go_to_dead_letter_and_the_service_goes_on(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
 import pytest
+from pydantic import ValidationError
 
 from schemas.cases import Severity
 from schemas.notifications import Channel, Role
@@ -14,8 +18,10 @@ from sinks.notifier.delivery import (
     EmailSend,
     HttpPost,
     backoff_s,
+    email_message,
     message_id,
     plan,
+    thread_reference,
 )
 from sinks.notifier.directory import Directory
 from tests.unit.sinks.notifier.conftest import notification
@@ -184,3 +190,99 @@ def test_backoff_doubles_from_the_base_and_is_capped() -> None:
     assert backoff_s(2000, 1.0) == 60.0
     assert backoff_s(0, 1.0) == 0.0
     assert backoff_s(4, 1.0, cap_s=5.0) == 5.0
+
+
+# --- threading (issue 4) -----------------------------------------------------------------------------------
+
+PARTNER_MID = "<CAF+x=1.abc@mail.partner.example>"
+
+
+def partner_email(directory: Directory, **overrides: object) -> EmailMessage:
+    n = notification(Role.PARTNER_HELPDESK, Channel.EMAIL, **overrides)
+    (delivery,) = plan(n, directory.resolve(n), FULL, directory.audience(n))
+    assert isinstance(delivery.action, EmailSend)
+    return delivery.action.message
+
+
+def header_lines(message: EmailMessage) -> list[str]:
+    """The header block as sent over SMTP, unfolded into logical lines."""
+    raw = message.as_bytes(policy=policy.SMTP).decode("ascii")
+    head = raw.split("\r\n\r\n", 1)[0]
+    return head.replace("\r\n ", " ").replace("\r\n\t", " ").split("\r\n")
+
+
+def test_threaded_email_answers_the_partners_message(directory: Directory) -> None:
+    message = partner_email(directory, thread_message_id=PARTNER_MID)
+    assert message["In-Reply-To"] == PARTNER_MID
+    assert message["References"] == PARTNER_MID
+    lines = header_lines(message)
+    assert f"In-Reply-To: {PARTNER_MID}" in lines
+    assert f"References: {PARTNER_MID}" in lines
+    parsed = message_from_bytes(message.as_bytes(), policy=policy.default)
+    assert str(parsed["In-Reply-To"]) == PARTNER_MID
+    assert "[FW-100001]" in str(parsed["Subject"])
+
+
+def test_a_long_message_id_is_folded_whole_never_encoded(directory: Directory) -> None:
+    long_mid = "<" + "a1b2c3d4" * 30 + "@mail.partner.example>"
+    message = partner_email(directory, thread_message_id=long_mid)
+    lines = header_lines(message)
+    assert f"In-Reply-To: {long_mid}" in lines
+    assert f"References: {long_mid}" in lines
+    assert not any("=?" in line for line in lines)
+
+
+def test_unthreaded_emails_have_no_reply_headers(directory: Directory) -> None:
+    message = partner_email(directory)
+    assert message["In-Reply-To"] is None
+    assert message["References"] is None
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<a@x>\r\nBcc: victim@evil.example",
+        "<a@x>\nX-Injected: yes",
+        "<a@x> <b@y>",
+        "a@x",
+        '<"a b"@x>',
+        "<a@x>\r\n",
+    ],
+)
+def test_a_hostile_thread_id_is_refused_by_the_contract_and_by_the_notifier(
+    directory: Directory, hostile: str
+) -> None:
+    with pytest.raises(ValidationError):
+        notification(Role.PARTNER_HELPDESK, thread_message_id=hostile)
+    forged = notification(Role.PARTNER_HELPDESK).model_copy(update={"thread_message_id": hostile})
+    assert thread_reference(forged) is None
+    message = email_message(forged, directory.contacts["desk"], "support@fw.example")
+    assert message["In-Reply-To"] is None
+    assert message["References"] is None
+    raw = message.as_bytes().decode()
+    assert "Bcc" not in raw
+    assert "X-Injected" not in raw
+
+
+def test_partner_emails_invite_a_reply_others_do_not(directory: Directory) -> None:
+    partner = partner_email(directory).get_content()
+    assert "Reply to this email to add to the case (keep [FW-100001] in the subject)." in partner
+    assert "please do not reply" not in partner
+    (internal,) = planned(directory, Role.OPERATIONS_MANAGER, Channel.EMAIL)
+    assert isinstance(internal.action, EmailSend)
+    assert "please do not reply" in internal.action.message.get_content()
+
+
+def test_requester_fallback_gets_the_threaded_email() -> None:
+    empty = Directory()
+    n = notification(
+        Role.PARTNER_HELPDESK,
+        partner_id="unlisted",
+        thread_message_id=PARTNER_MID,
+        reply_to_address="nadia@unlisted.example",
+    )
+    (delivery,) = plan(n, empty.resolve(n), FULL, empty.audience(n))
+    assert delivery.contact_id == "requester"
+    assert isinstance(delivery.action, EmailSend)
+    assert delivery.action.recipient == "nadia@unlisted.example"
+    assert delivery.action.message["In-Reply-To"] == PARTNER_MID

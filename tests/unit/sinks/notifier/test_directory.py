@@ -95,3 +95,24 @@ def test_resolve_unknown_customer_or_missing_partner_is_nobody(directory: Direct
     assert directory.resolve(no_partner) == []
     assert "names no partner" in directory.audience(no_partner)
     assert Directory().resolve(notification(Role.OPERATIONS_MANAGER)) == []
+
+
+# --- the requester fallback (issue 4) ----------------------------------------------------------------------
+
+
+def test_partner_helpdesk_falls_back_to_the_requester_only_without_a_desk() -> None:
+    directory = parse_directory({**DIRECTORY, "partners": {"northwind": ["desk"], "bare": []}})
+    listed = notification(Role.PARTNER_HELPDESK, reply_to_address="nadia@northwind.example")
+    assert [c.id for c in directory.resolve(listed)] == ["desk"]
+    for partner in ("bare", "unlisted", None):
+        n = notification(Role.PARTNER_HELPDESK, partner_id=partner, reply_to_address="x@isp.example")
+        (contact,) = directory.resolve(n)
+        assert (contact.id, contact.email) == ("requester", "x@isp.example")
+    nobody = notification(Role.PARTNER_HELPDESK, partner_id="unlisted")
+    assert directory.resolve(nobody) == []
+
+
+def test_other_roles_ignore_the_requester() -> None:
+    directory = parse_directory(DIRECTORY)
+    n = notification(Role.CUSTOMER_TECHNICAL, customer_id="nobody", reply_to_address="x@isp.example")
+    assert directory.resolve(n) == []
