@@ -150,6 +150,8 @@ def _plain(tokens: list[Token]) -> tuple[str, str, str]:
             else:
                 text = token.content
             text = " ".join(text.split())
+            if token.type == "inline" and text and in_heading != "h1" and text[-1] not in ".!?:;…":
+                text += "."  # headings and table cells read as sentences in snippets
             if in_heading == "h1" and not title:
                 title = text
             elif in_heading:

@@ -3,8 +3,8 @@ cases, and the knowledge base (server-rendered jinja2, autoescaped; every form c
 
 Every page needs a signed-in user (`require_user`), and every case lookup goes through
 `Directory.may_see`: a case the user may not see answers 404 exactly like a case that does not exist, so
-ids and tickets cannot be probed. Partners see only customer-visible events, and contact ids of staff in
-notification events are blanked (`redact`).
+ids and tickets cannot be probed. Timelines come from `portal.readmodel.visible_events` (the one rule shared
+with the JSON API): partners see only customer-visible events, without staff contact ids.
 
 Filing sends an OPEN command (source PORTAL, no severity: the case waits for triage) through
 `app[KEYS.send_command]` and redirects to the case page. The read model learns of the case a moment later;
@@ -31,10 +31,11 @@ from pydantic import ValidationError
 
 from casefile.view import CLOSED_STATES, CaseView
 from portal.directory import Directory, User, UserRole
+from portal.readmodel import visible_events
 from portal.web.auth import check_csrf, flash, public, render, require_user
 from portal.web.kb import KnowledgeBase, load_knowledge_base
 from portal.web.keys import KEYS
-from schemas.cases import CaseEvent, CaseEventType, CaseSource, CaseState, Severity
+from schemas.cases import CaseEventType, CaseSource, CaseState, Severity, Visibility
 from schemas.commands import CaseCommand, CommandType
 
 log = logging.getLogger(__name__)
@@ -49,8 +50,6 @@ PENDING_FOR = timedelta(hours=1)
 TITLE_MAX = 500
 MESSAGE_MAX = 20_000
 SEARCH_LIMIT = 5
-CONTACT_ROLES = frozenset({"customer_technical", "partner_helpdesk"})
-"""Notification roles whose contact id a partner may see (their own people); other contacts are staff."""
 
 KB: web.AppKey[KnowledgeBase] = web.AppKey("fw_kb", KnowledgeBase)
 
@@ -272,16 +271,10 @@ EVENT_LABELS = {
     CaseEventType.NOTIFICATION_SENT: "Notification sent",
     CaseEventType.NOTIFICATION_RETRYING: "Notification retrying",
     CaseEventType.NOTIFICATION_FAILED: "Notification failed",
+    CaseEventType.NOTE: "Note",
+    CaseEventType.SLA_WARNING: "SLA warning",
+    CaseEventType.COMMAND_REJECTED: "Command rejected",
 }
-
-
-def redact(event: CaseEvent) -> CaseEvent:
-    """The event with a staff contact id blanked: `details.contact` stays only for the customer's or the
-    partner's own people (role customer_technical / partner_helpdesk)."""
-    if "contact" not in event.details or event.details.get("role") in CONTACT_ROLES:
-        return event
-    details = {**event.details, "contact": "support staff"}
-    return event.model_copy(update={"details": details})
 
 
 @dataclass(frozen=True)
@@ -292,44 +285,51 @@ class TimelineEntry:
     message: str
     actor: str
     kind: str
-    """css class: message, notice, system."""
+    """css class: message, notice, system, internal (staff only)."""
+
+
+ACTORS = {"timer": "SLA timer", "monitor": "monitor", "notifier": "notifier"}
 
 
 def _actor(actor: str, user: User) -> str:
-    if actor.startswith("partner:"):
-        name = actor.partition(":")[2]
+    kind, _, name = actor.partition(":")
+    if kind == "partner":
         return "you" if name == user.username else name
-    if actor.startswith("staff:"):
+    if kind == "staff":
         return "support"
-    if actor.startswith("email:"):
-        return actor.partition(":")[2]
-    return actor
+    if kind == "email":
+        return name
+    return ACTORS.get(actor, actor)
 
 
 def partner_timeline(view: CaseView, user: User) -> list[TimelineEntry]:
-    """The customer-visible events of a case, contact ids redacted, oldest first."""
+    """The events `user` may see (`portal.readmodel.visible_events`: partners only customer-visible ones,
+    staff contact ids removed), oldest first, in words."""
     entries = []
-    for raw in view.customer_timeline():
-        event = redact(raw)
+    for event in visible_events(view, user):
         message = event.details.get("message")
         text = event.reason
         if event.type.value.startswith("notification."):
-            role = event.details.get("role") or ""
-            contact = event.details.get("contact")
-            channel = event.details.get("channel") or ""
-            text = " ".join(str(p) for p in (channel, "to", role, f"({contact})" if contact else "") if p)
-            text = text if role else event.reason
+            # the reason of a delivery event may quote a delivery error naming a contact: never shown
+            role, channel, contact = (event.details.get(k) for k in ("role", "channel", "contact"))
+            text = " ".join(
+                str(p) for p in (channel, "to" if role else "", role, f"({contact})" if contact else "") if p
+            )
+        internal = event.visibility is Visibility.INTERNAL
         kind = (
-            "message"
+            "internal"
+            if internal
+            else "message"
             if event.type in (CaseEventType.CUSTOMER_REPLIED, CaseEventType.CUSTOMER_UPDATE)
             else "notice"
             if event.type.value.startswith("notification.")
             else "system"
         )
+        label = EVENT_LABELS.get(event.type, event.type.value)
         entries.append(
             TimelineEntry(
                 at=stamp(event.at),
-                label=EVENT_LABELS.get(event.type, event.type.value),
+                label=f"{label} (internal)" if internal else label,
                 text=text,
                 message=message if isinstance(message, str) else "",
                 actor=_actor(event.actor, user),
@@ -544,7 +544,7 @@ async def case_page(request: web.Request) -> web.Response:
         pending=False,
         owner=found.owner,
         timeline=partner_timeline(found, user),
-        can_reply=accepts_messages(found.state),
+        can_reply=accepts_messages(found.state) and user.role is UserRole.PARTNER,
         errors={},
         values={},
     )
@@ -557,6 +557,9 @@ async def case_message(request: web.Request) -> web.StreamResponse:
     found = _lookup(request, user, request.match_info["ref"])
     if found is None:
         return await _not_found(request)
+    if user.role is not UserRole.PARTNER:
+        flash(request, "Staff answer partners from the staff console.")
+        raise web.HTTPSeeOther(request.app.router["case"].url_for(ref=found.case_id))
     if isinstance(found, CaseView) and not accepts_messages(found.state):
         flash(request, "This case is closed. Please file a new case.")
         raise web.HTTPSeeOther(request.app.router["case"].url_for(ref=found.case_id))

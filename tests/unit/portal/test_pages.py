@@ -29,7 +29,6 @@ from portal.web.pages import (
     open_rows,
     partner_timeline,
     recently_closed,
-    redact,
     reply_command,
     sla_facts,
 )
@@ -207,13 +206,17 @@ def test_timeline_shows_only_customer_events_and_hides_staff_contacts() -> None:
         "Notification sent",
         "Message from you",
     ]
-    assert entries[2].text == "page to operations_manager (support staff)"
+    assert entries[2].text == "page to operations_manager"
     assert entries[3].text == "email to partner_helpdesk (helpdesk@northwind.example)"
     assert entries[4].actor == "you"
     assert entries[4].message == "any news?"
     assert entries[1].actor == "support"
-    untouched = events[0]
-    assert redact(untouched) is untouched
+    staff_view = partner_timeline(view_of(events), SAM)
+    assert [e.label for e in staff_view if e.kind == "internal"] == [
+        "Note (internal)",
+        "Command rejected (internal)",
+    ]
+    assert "ops-manager-07" in repr(staff_view)
 
 
 def test_customers_are_the_partners_own_and_every_one_for_staff() -> None:
@@ -587,3 +590,16 @@ async def test_knowledge_base_pages_and_search(pages: Harness) -> None:
     static = await pages.client.get("/static/portal.js")
     assert static.status == 200
     assert "kb/search" in await static.text()
+
+
+async def test_staff_read_the_partner_pages_but_answer_from_the_console(pages: Harness) -> None:
+    seed(pages, "c1", [OPENED, triaged(ticket="FW-100021")], customer="globex", partner="telco-isp")
+    await pages.sign_in("sam", "staff-demo")
+    html = await (await pages.client.get("/cases/FW-100021")).text()
+    assert "Add a message" not in html
+    assert "/staff/cases/c1" in html
+    answer = await pages.client.post(
+        "/cases/c1/messages", data={"csrf_token": csrf_of(html), "message": "hi"}, allow_redirects=False
+    )
+    assert answer.status == 303
+    assert pages.sent == []
