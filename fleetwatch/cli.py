@@ -68,6 +68,13 @@ def _cmd_portal(args: argparse.Namespace) -> int:
     return command(args.action, _settings(args))
 
 
+def _cmd_intake(args: argparse.Namespace) -> int:
+    from portal.intake.server import run
+
+    run(_settings(args))
+    return 0
+
+
 def _cmd_inventory_load(args: argparse.Namespace) -> int:
     from probes.inventory import load_command
 
@@ -142,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("stream", _cmd_stream, "run the Faust stream worker (detector)")
     add("sink", _cmd_sink, "run the ClickHouse sink (and, embedded, the history query API)")
     add("notify", _cmd_notify, "run the notifier (delivers pages, emails and calls to contacts)")
+    add("intake", _cmd_intake, "run the email intake (SMTP server of the support address)")
     portal = add("portal", _cmd_portal, "run the partner portal and staff console (web UI + JSON API)")
     portal.add_argument(
         "action",
