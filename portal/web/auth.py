@@ -78,9 +78,10 @@ def load_secret(settings: Settings) -> bytes:
 class LoginThrottle:
     """At most `limit` failed sign-ins per key (user name, client address) within `window_s` seconds."""
 
-    def __init__(self, limit: int = 5, window_s: float = 900.0) -> None:
+    def __init__(self, limit: int = 5, window_s: float = 900.0, max_keys: int = 100_000) -> None:
         self.limit = limit
         self.window_s = window_s
+        self.max_keys = max_keys
         self._failures: dict[str, deque[float]] = {}
 
     def _recent(self, key: str, now: float) -> deque[float]:
@@ -98,10 +99,18 @@ class LoginThrottle:
         return any(len(self._recent(key, now)) >= self.limit for key in keys)
 
     def fail(self, keys: list[str], now: float) -> None:
-        """Count one failed sign-in against every key."""
+        """Count one failed sign-in against every key (memory stays bounded: `max_keys` keys at most)."""
+        if len(self._failures) >= self.max_keys:
+            for key in list(self._failures):
+                self._recent(key, now)
+            while len(self._failures) >= self.max_keys:
+                del self._failures[next(iter(self._failures))]
         for key in keys:
             self._recent(key, now)
             self._failures.setdefault(key, deque()).append(now)
+
+    def __len__(self) -> int:
+        return len(self._failures)
 
     def clear(self, key: str) -> None:
         """Forget a key's failures (a user who signed in successfully)."""

@@ -40,6 +40,16 @@ def test_throttle_blocks_after_the_limit_and_forgets_after_the_window() -> None:
     assert not throttle.blocked(["user:tom"], 60.7)
 
 
+def test_throttle_memory_is_bounded() -> None:
+    throttle = auth.LoginThrottle(limit=2, window_s=60, max_keys=10)
+    for n in range(100):
+        throttle.fail([f"user:guess{n}"], float(n) / 10)
+    assert len(throttle) <= 10
+    assert throttle.blocked(["user:guess99"], 10.0) is False
+    throttle.fail(["user:guess99"], 10.0)
+    assert throttle.blocked(["user:guess99"], 10.0)
+
+
 def test_session_store_expiry_and_bound() -> None:
     store = auth.SessionStore(lifetime_s=7200, max_sessions=3)
     user = store.create("nadia", now=0.0)
