@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 DEMO_CADENCE = {"probe_interval_s": 15.0, "probe_retry_interval_s": 3.0}
 """Demo cadences: a healthy server every 15 s, a failing one every 3 s, so 10 in a row take ~30 s."""
 
-WORKERS = ("sink", "stream", "notify", "probe")
+WORKERS = ("sink", "stream", "notify", "intake", "portal", "probe")
 """Start order; they stop in reverse."""
 
 
@@ -284,7 +284,13 @@ def _notification_setup(stack: Stack, settings: Settings, demo: bool) -> dict[st
 
     out: dict[str, Any] = {}
     if demo:
-        for name, file in (("contacts_file", "contacts.yaml"), ("sla_policy_file", "sla-policy.yaml")):
+        for name, file in (
+            ("contacts_file", "contacts.yaml"),
+            ("sla_policy_file", "sla-policy.yaml"),
+            ("partners_file", "partners.yaml"),
+            ("kb_dir", "kb"),
+            ("releases_dir", "releases"),
+        ):
             if getattr(settings, name) is None and (EXAMPLES / file).exists():
                 out[name] = EXAMPLES / file
     mail = MailCatcher(settings.data_dir / "mail", port=settings.mail_catcher_port, callback=_mail_line)
@@ -364,6 +370,17 @@ def _up(
     sink = stack.children[0]
     waited = wait_until(lambda: _http_ok(f"{settings.sink_url()}/healthz"), sink, 120, "sink")
     _say(f"sink ready: ClickHouse store {settings.store_dsn()} ({waited:.1f} s)")
+    portal_url = settings.portal_public_url or f"http://{settings.portal_host}:{settings.portal_port}"
+    portal = next(c for c in stack.children if c.name == "portal")
+    wait_until(lambda: _http_ok(f"{portal_url}/healthz"), portal, 60, "portal")
+    _say(
+        f"partner portal and staff console: {portal_url} (demo sign-in: nadia / northwind-demo for "
+        "Northwind Partners, tom / telco-demo for Telco ISP, sam / staff-demo for support staff)"
+    )
+    _say(
+        f"email intake: send mail to support@fleetwatch.local through SMTP {settings.intake_host}:"
+        f"{settings.intake_port} (e.g. from helpdesk@northwind.example); replies land in the SMTP catcher"
+    )
     _say(
         f"monitoring. Case events print below; `fleetwatch history <server>` shows history "
         f"(e.g. demo-srv-03). Ctrl-C stops. ({time.monotonic() - started:.1f} s since start)"

@@ -119,7 +119,9 @@ class Directory(BaseModel):
         for partner in self.partners.values():
             if address in partner.addresses:
                 return partner
-        domain = address.rpartition("@")[2]
+        local, at, domain = address.rpartition("@")
+        if not (local and at and domain):
+            return None  # not an address
         for partner in self.partners.values():
             if domain and domain in partner.email_domains:
                 return partner

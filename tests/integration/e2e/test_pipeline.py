@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import smtplib
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +119,8 @@ def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(
         sink_http_port=sink_port,
         notify_metrics_port=free_port(),
         mail_catcher_port=free_port(),
+        intake_port=free_port(),
+        portal_port=free_port(),
     )
     out = tmp_path / "up.out"
     with out.open("wb") as fh:
@@ -169,12 +173,36 @@ def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(
             return shown.stdout if "case.opened" in shown.stdout else None
 
         assert "FAIL" in wait_for(history, 60, "the case in `fleetwatch history` while up runs")
+
+        # a partner emails the support address: the automatic acknowledgement arrives (printed by up's
+        # SMTP catcher) and the case shows in the partner portal
+        mail = EmailMessage()
+        mail["From"] = "helpdesk@northwind.example"
+        mail["To"] = "support@fleetwatch.local"
+        mail["Subject"] = "Logins to the acme mail server fail"
+        mail["Message-ID"] = "<up-e2e-1@northwind.example>"
+        mail.set_content("Since 9:00 every login is refused. customer: acme")
+        with smtplib.SMTP("127.0.0.1", int(env["FLEETWATCH_INTAKE_PORT"]), timeout=30) as smtp:
+            smtp.send_message(mail)
+        wait_for(lambda: "[mail] to helpdesk@northwind.example" in out.read_text(), 60, "the auto-ack")
+        portal = f"http://127.0.0.1:{env['FLEETWATCH_PORTAL_PORT']}"
+
+        def filed() -> Any:
+            request = urllib.request.Request(
+                f"{portal}/api/cases", headers={"Authorization": "Bearer fwt_demo_northwind_token"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as resp:
+                body = json.loads(resp.read())
+            cases = body["cases"] if isinstance(body, dict) else body
+            return [c for c in cases if "Logins to the acme mail server fail" in json.dumps(c)]
+
+        assert wait_for(filed, 60, "the emailed case in the partner portal")
         children = [
             int(x.split("pid ")[1].split(",")[0])
             for x in out.read_text().splitlines()
             if "worker started (pid" in x
         ]
-        assert len(children) == 4  # sink, stream, notify, probe
+        assert len(children) == 6  # sink, stream, notify, intake, portal, probe
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=90)

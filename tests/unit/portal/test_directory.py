@@ -124,3 +124,14 @@ def test_load_directory_errors(tmp_path: Path) -> None:
     invalid.write_text("users:\n  x: {name: X, role: partner, password_hash: h}\n")
     with pytest.raises(ConfigError, match="invalid partner directory"):
         load_directory(invalid)
+
+
+def test_a_bare_domain_or_empty_local_part_is_no_sender() -> None:
+    from pathlib import Path
+
+    from portal.directory import load_directory
+
+    directory = load_directory(Path(__file__).resolve().parents[3] / "examples" / "partners.yaml")
+    assert directory.partner_for_sender("telco-isp.example") is None
+    assert directory.partner_for_sender("@telco-isp.example") is None
+    assert directory.partner_for_sender("noc@telco-isp.example") is not None
