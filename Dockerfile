@@ -35,7 +35,7 @@ WORKDIR /var/lib/fleetwatch
 # /metrics of the probe (9101), stream (9102) and notify (9104) workers, on 0.0.0.0 when FLEETWATCH_METRICS_HOST
 # says so (docker-compose.yml does); 9103: sink query API and /metrics. Configuration files (fleet, SLA policy
 # book, contacts directory) are not in the image: mount them (docker-compose.yml mounts ./examples at /config).
-EXPOSE 9101 9102 9103 9104
+EXPOSE 9101 9102 9103 9104 2526 8080
 
 USER 10001:10001
 

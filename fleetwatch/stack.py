@@ -3,8 +3,10 @@
 Starts, in order: the local Kafka broker (unless a bootstrap server is configured), the topics, the demo fleet
 (a dozen simulated MyCorpServers on 127.0.0.1) and its inventory, a local SMTP catcher and a pager/call
 webhook catcher (so the demo's emails, pages and calls land on this machine), then the workers as child
-processes (sink, which owns the embedded ClickHouse store and serves its queries; stream; notify; probe). It
-prints each case event as it appears on the case topic and each email, page and call the catchers receive.
+processes (sink, which owns the embedded ClickHouse store and serves its queries; stream; notify; intake, the
+support address's SMTP server; portal, the partner portal and staff console; probe). It prints each case
+event as it appears on the case topic and each email, page and call the catchers receive; with the demo it
+also prints the demo partners' sign-ins.
 With the demo the policy clock runs at 60x (one policy hour per real minute; `--clock-scale`), all processes
 sharing one origin, so a Sev1's page, VP escalation and hourly updates show within minutes. Ctrl-C (or
 SIGTERM) stops the children in reverse order, then the catchers, the demo fleet and the broker, each by its
@@ -373,10 +375,13 @@ def _up(
     portal_url = settings.portal_public_url or f"http://{settings.portal_host}:{settings.portal_port}"
     portal = next(c for c in stack.children if c.name == "portal")
     wait_until(lambda: _http_ok(f"{portal_url}/healthz"), portal, 60, "portal")
-    _say(
-        f"partner portal and staff console: {portal_url} (demo sign-in: nadia / northwind-demo for "
-        "Northwind Partners, tom / telco-demo for Telco ISP, sam / staff-demo for support staff)"
+    sign_in = (
+        " (demo sign-in: nadia / northwind-demo for Northwind Partners, tom / telco-demo for Telco ISP, "
+        "sam / staff-demo for support staff)"
+        if demo
+        else ""
     )
+    _say(f"partner portal and staff console: {portal_url}{sign_in}")
     _say(
         f"email intake: send mail to support@fleetwatch.local through SMTP {settings.intake_host}:"
         f"{settings.intake_port} (e.g. from helpdesk@northwind.example); replies land in the SMTP catcher"

@@ -47,7 +47,7 @@ DEFAULT_SCHEMA = REPO_ROOT.parent / "shared" / "data" / "compose-spec.schema.jso
 SCHEMA_ENV = "FLEETWATCH_COMPOSE_SCHEMA"
 ENV_PREFIX = "FLEETWATCH_"
 
-FLEETWATCH_SERVICES = {"inventory-loader", "probe", "stream", "notify", "sink"}
+FLEETWATCH_SERVICES = {"inventory-loader", "probe", "stream", "notify", "intake", "portal", "sink"}
 INFRA_SERVICES = {"kafka", "clickhouse"}
 
 
@@ -365,6 +365,8 @@ def test_each_worker_runs_its_command(services: dict[str, dict[str, Any]]) -> No
     assert command_args(services["stream"]) == ["stream"]
     assert command_args(services["sink"]) == ["sink"]
     assert command_args(services["notify"]) == ["notify"]
+    assert command_args(services["intake"]) == ["intake"]
+    assert command_args(services["portal"]) == ["portal"]
     assert command_args(services["inventory-loader"])[:2] == ["inventory", "load"]
 
 
@@ -490,6 +492,14 @@ def test_stream_reads_a_mounted_sla_policy_book(services: dict[str, dict[str, An
 def test_notify_reads_a_mounted_contacts_directory(services: dict[str, dict[str, Any]]) -> None:
     directory = load_directory(_setting_file(services, "notify", "FLEETWATCH_CONTACTS_FILE"))
     assert directory.contacts, "the mounted contacts directory lists nobody"
+
+
+def test_intake_and_portal_read_a_mounted_partner_directory(services: dict[str, dict[str, Any]]) -> None:
+    from portal.directory import load_directory as load_partners
+
+    for name in ("intake", "portal"):
+        directory = load_partners(_setting_file(services, name, "FLEETWATCH_PARTNERS_FILE"))
+        assert directory.partners, f"{name}: the mounted partner directory lists no partner"
 
 
 def test_mount_lookup_fails_for_unmounted_paths(services: dict[str, dict[str, Any]]) -> None:
