@@ -77,6 +77,8 @@ class CaseView:
     """When the case was last resolved (cleared by a reopen)."""
     rejected: int = 0
     """Commands the engine rejected for this case."""
+    deadlines: dict[str, datetime] = field(default_factory=dict)
+    """The running SLA clocks' deadlines (clock kind → due), as the engine's latest decision left them."""
     _seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
 
     @property
@@ -127,6 +129,9 @@ class CaseView:
             self.state = _LEGACY_STATE.get(event.type, self.state)
 
     def _facts(self, event: CaseEvent) -> None:
+        due = event.details.get("due")
+        if isinstance(due, str):
+            self.deadlines = parse_deadlines(due)
         kind = event.type
         if kind is _T.SLA_BREACHED:
             self.breaches.append(event)
@@ -175,6 +180,7 @@ class CaseView:
             "recovered_at": iso(self.recovered_at),
             "resolved_at": iso(self.resolved_at),
             "rejected_commands": self.rejected,
+            "deadlines": {kind: iso(at) for kind, at in self.deadlines.items()},
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -190,6 +196,18 @@ def clock_of(event: CaseEvent) -> str:
     """The SLA clock an `sla.*` event is about (its `clock` detail, else its reason)."""
     clock = event.details.get("clock")
     return str(clock) if clock is not None else event.reason
+
+
+def parse_deadlines(text: str) -> dict[str, datetime]:
+    """`kind=iso,kind=iso` (the engine's `due` detail) → {kind: due}; malformed parts are skipped."""
+    out: dict[str, datetime] = {}
+    for part in text.split(","):
+        kind, _, when = part.partition("=")
+        try:
+            out[kind.strip()] = datetime.fromisoformat(when.strip())
+        except ValueError:
+            continue
+    return out
 
 
 def fold(events: Iterable[CaseEvent]) -> dict[str, CaseView]:

@@ -385,7 +385,27 @@ class _Run:
             }
         )
         case = case.model_copy(update={"next_due_at": next_due(case, self.config)})
-        return Decision(case, self.events, self.notifications, self.ticket_used, None)
+        events, last_hash = _with_deadlines(self.events, case)
+        case = case.model_copy(update={"last_hash": last_hash})
+        return Decision(case, events, self.notifications, self.ticket_used, None)
+
+
+DEADLINES = "due"
+"""Detail key of a decision's last event: the running clocks' deadlines after it, `kind=iso,kind=iso`
+("" when none run), so readers (the portal) show what is due by when without the policy code."""
+
+
+def _with_deadlines(events: list[CaseEvent], case: Case) -> tuple[list[CaseEvent], str]:
+    """The events with the last one carrying the case's running deadlines (re-hashed); the new chain head."""
+    deadlines = ",".join(
+        f"{clock.kind.value}={due.isoformat()}"
+        for clock in case.clocks
+        if clock.stopped_at is None and not clock.breached and (due := clock.due_at()) is not None
+    )
+    last = events[-1]
+    marked = last.model_copy(update={"details": {**last.details, DEADLINES: deadlines}})
+    marked = chained(marked, last.seq, last.prev_hash)
+    return [*events[:-1], marked], marked.hash
 
 
 def _dead(case: Case | None, reason: str | None) -> Decision:

@@ -50,6 +50,11 @@ class SlaFacts(BaseModel):
     work_started_at: datetime | None = Field(description="When an engineer first acknowledged the case.")
     waiting_since: datetime | None = Field(description="Waiting on the customer since (clocks paused).")
     resolved_at: datetime | None = Field(description="When the case was last resolved.")
+    deadlines: dict[str, datetime] = Field(
+        default_factory=dict,
+        description="Running SLA clocks and when each is due: sev1.work (work must start), status.update "
+        "(next customer status update), first.response. Paused or met clocks are absent.",
+    )
 
 
 class CaseSummary(BaseModel):
@@ -207,6 +212,7 @@ def summary_of(view: CaseView) -> CaseSummary:
             work_started_at=view.work_started_at,
             waiting_since=view.waiting_since,
             resolved_at=view.resolved_at,
+            deadlines=dict(view.deadlines),
         ),
     )
 

@@ -161,7 +161,19 @@ def sla_facts(view: CaseView, now: datetime) -> list[str]:
         facts.append(f"last update {age(now - view.last_customer_update_at)} ago")
     if view.severity is Severity.SEV1 and view.is_open and view.work_started_at is None:
         facts.append("Sev1: not worked yet")
+    if view.is_open and view.state is not CaseState.WAITING:
+        for kind, due in sorted(view.deadlines.items(), key=lambda item: item[1]):
+            what = DEADLINE_LABELS.get(kind, kind.replace(".", " "))
+            left = due - now
+            facts.append(f"{what} due in {age(left)}" if left.total_seconds() > 0 else f"{what} due now")
     return facts
+
+
+DEADLINE_LABELS = {
+    "sev1.work": "work on it",
+    "status.update": "next status update",
+    "first.response": "first response",
+}
 
 
 @dataclass(frozen=True)

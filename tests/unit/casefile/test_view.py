@@ -178,3 +178,44 @@ def test_summary_and_dict_are_json_ready() -> None:
     full = view.to_dict()
     assert len(full["timeline"]) == 9
     assert full["timeline"][0]["hash"] == history()[0].hash
+
+
+def test_deadlines_follow_the_engines_latest_decision() -> None:
+    from datetime import UTC, datetime
+
+    from casefile.view import fold, parse_deadlines
+    from schemas.cases import CaseSource, Severity
+    from schemas.commands import CaseCommand, CommandType
+    from streams.cases import EngineConfig, apply
+
+    t0 = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    opened = apply(
+        None,
+        CaseCommand(
+            command_id="o",
+            case_id="c-1",
+            type=CommandType.OPEN,
+            at=t0,
+            actor="staff:a",
+            source=CaseSource.STAFF,
+            customer_id="acme",
+            severity=Severity.SEV1,
+            title="down",
+        ),
+        EngineConfig(),
+        "FW-100000",
+    )
+    view = fold(opened.events)["c-1"]
+    assert set(view.deadlines) == {"sev1.work", "status.update"}
+    assert view.deadlines["sev1.work"] == datetime(2026, 11, 2, 11, tzinfo=UTC)
+    worked = apply(
+        opened.case,
+        CaseCommand(command_id="w", case_id="c-1", type=CommandType.START_WORK, at=t0, actor="staff:a"),
+        EngineConfig(),
+        "FW-100004",
+    )
+    assert set(fold(opened.events + worked.events)["c-1"].deadlines) == {"status.update"}
+    assert parse_deadlines("x=not-a-time,first.response=2026-11-03T09:00:00+00:00") == {
+        "first.response": datetime(2026, 11, 3, 9, tzinfo=UTC)
+    }
+    assert parse_deadlines("") == {}

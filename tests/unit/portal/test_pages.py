@@ -603,3 +603,17 @@ async def test_staff_read_the_partner_pages_but_answer_from_the_console(pages: H
     )
     assert answer.status == 303
     assert pages.sent == []
+
+
+def test_sla_facts_show_the_running_deadlines_soonest_first() -> None:
+    update_due = (NOW + timedelta(minutes=20)).isoformat()
+    work_due = (NOW - timedelta(minutes=5)).isoformat()
+    events = history(
+        "c2",
+        [
+            OPENED,
+            (CaseEventType.TRIAGED, {"details": {"due": f"status.update={update_due},sev1.work={work_due}"}}),
+        ],
+    )
+    facts = sla_facts(view_of(events), NOW)
+    assert facts[-2:] == ["work on it due now", "next status update due in 20m"]

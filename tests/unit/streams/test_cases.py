@@ -833,7 +833,9 @@ def test_notification_outcomes_are_recorded_without_a_state_change() -> None:
         details = {"key": key, "contact": "ops@example.com", "outcome": outcome, "attempt": 2, "error": None}
         decision = sim.send(C.NOTIFICATION_OUTCOME, 91, actor="notifier", details=details)
         assert [e.type for e in decision.events] == [type_]
-        assert decision.events[0].details == details
+        recorded = dict(decision.events[0].details)
+        assert recorded.pop("due").startswith("sev1.work=")  # the running deadlines, on the last event
+        assert recorded == details
     visibility = [e.visibility for e in sim.events[-3:]]
     assert visibility == [Visibility.CUSTOMER, Visibility.CUSTOMER, Visibility.INTERNAL]
     assert sim.c.state is before.state
@@ -1032,3 +1034,17 @@ def test_closed_case_is_purged_after_retention_and_reopen_works_until_then() -> 
     kept = staff_case(Severity.SEV3, config=forever)
     kept.send(C.CLOSE, 20)
     assert next_due(kept.c, forever) is None
+
+
+def test_last_event_of_a_decision_carries_the_running_deadlines_and_the_chain_holds() -> None:
+    sim = staff_case(Severity.SEV1)
+    opened = sim.events[-1]
+    assert opened.details["due"] == (f"sev1.work={at(120).isoformat()},status.update={at(60).isoformat()}")
+    sim.send(C.START_WORK, 30)
+    assert sim.events[-1].details["due"] == f"status.update={at(60).isoformat()}"
+    sim.send(C.RESOLVE, 40)
+    assert sim.events[-1].details["due"] == ""
+    for before, after in zip(sim.events, sim.events[1:], strict=False):
+        assert after.prev_hash == before.hash
+    assert all(case_event_hash(e) == e.hash for e in sim.events)
+    assert sim.c.last_hash == sim.events[-1].hash
