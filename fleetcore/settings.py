@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -185,6 +185,28 @@ class Settings(BaseSettings):
         description="History store: `chdb:///abs/path` (embedded, default under data_dir) or http://host:8123.",
     )
     clickhouse_database: str = Field(default="fleetwatch", description="ClickHouse database name.")
+    analysts_host: str = Field(
+        default="127.0.0.1", description="Bind address of the analysts' read-only ClickHouse HTTP endpoint."
+    )
+    analysts_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the analysts' endpoint, served by the sink for the embedded store (0: off).",
+    )
+    analysts_user: str = Field(default="analyst", description="User name analysts sign in with.")
+    analysts_password: SecretStr = Field(
+        default=SecretStr(""), description="Analysts' password (required when analysts_port is set)."
+    )
+    analysts_max_execution_s: float = Field(
+        default=30.0, gt=0, description="Time limit of one analysts' query (max_execution_time)."
+    )
+    analysts_max_memory_bytes: int = Field(
+        default=1 << 30, gt=0, description="Memory limit of one analysts' query (max_memory_usage)."
+    )
+    analysts_max_result_bytes: int = Field(
+        default=100 << 20, gt=0, description="Largest result (and response body) of one analysts' query."
+    )
     sink_chunk_max_rows: int = Field(
         default=20000, gt=0, description="Rows per ClickHouse insert chunk at most (per partition)."
     )
@@ -194,6 +216,17 @@ class Settings(BaseSettings):
     sink_http_host: str = Field(default="127.0.0.1", description="Bind address of the sink's query API.")
     sink_http_port: int = Field(
         default=9103, description="Port of the sink's query API and Prometheus /metrics."
+    )
+    history_raw_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Days raw probe results stay in the history store (TTL, applied at each sink start). "
+        "None: kept forever. Rows older than this are dropped even when a replay inserts them again.",
+    )
+    history_rollup_retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="Days the probe rollups (minute, hour, day) stay in the history store. None: forever.",
     )
 
     # -- local stack (`fleetwatch up`) -----------------------------------------------------------------

@@ -4,16 +4,28 @@
 statement of a migration is idempotent (`CREATE ... IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS`), so two
 processes migrating at once, or a crash between a statement and its version row, are harmless.
 
-No TTL yet: a TTL drops rows already past it at insert time, so replays and backfills of old data would
-vanish silently. Retention comes with its own migration.
+No TTL in the migrations: a TTL drops rows already past it at insert time, so replays and backfills of old
+data would vanish silently. Retention is opt-in (settings) and applied at every start by `history.retention`.
 
-When you add a migration: append a `Migration` with the next version, idempotent statements only; if it adds
+v3 adds the rollups (probe_minute/hour/day, AggregatingMergeTree fed by materialized views from
+probe_results), case_state (latest event per case, fed by a view from case_events) and maintenance_windows
+(written by the sink from the maintenance topic). A sink chunk replayed with the same
+insert_deduplication_token is dropped by probe_results and, with
+``deduplicate_blocks_in_dependent_materialized_views`` (`DEDUP_SETTINGS`), by every rollup too.
+
+Backfill: the rows stored before v3 reach the new tables through one `Backfill` step per view: while the view
+does not exist yet, the target is truncated, filled with INSERT ... SELECT from the source, and only then
+is the view created. A crash anywhere in between repeats the whole step; once the view exists the step is a
+no-op, so it runs once. Run the first v3 start with one migrating process (two at once could both backfill).
+
+When you add a migration: append a `Migration` with the next version, idempotent steps only; if it adds
 columns the sink writes, extend the column tuples below in the same change.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
@@ -25,6 +37,16 @@ log = logging.getLogger(__name__)
 PROBE_RESULTS = "probe_results"
 CASE_EVENTS = "case_events"
 MIGRATIONS_TABLE = "schema_migrations"
+PROBE_MINUTE = "probe_minute"
+PROBE_HOUR = "probe_hour"
+PROBE_DAY = "probe_day"
+ROLLUPS: tuple[str, ...] = (PROBE_MINUTE, PROBE_HOUR, PROBE_DAY)
+"""The probe rollup tables, finest first."""
+CASE_STATE = "case_state"
+MAINTENANCE_WINDOWS = "maintenance_windows"
+
+DEDUP_SETTINGS: dict[str, int] = {"deduplicate_blocks_in_dependent_materialized_views": 1}
+"""Insert settings that make a deduplicated chunk skip the materialized views too (with its token)."""
 
 PROBE_COLUMNS: tuple[str, ...] = (
     "server_id",
@@ -159,6 +181,171 @@ ALTER TABLE {CASE_EVENTS}
     COMMENT COLUMN severity '1 urgent .. 3 information; 0 none yet (a case awaiting triage)'
 """
 
+MAINTENANCE_COLUMNS: tuple[str, ...] = (
+    "window_id",
+    "server_id",
+    "customer_id",
+    "starts_at",
+    "ends_at",
+    "recurrence",
+    "until",
+    "reason",
+    "created_by",
+    "created_at",
+    "cancelled_at",
+    "cancelled_by",
+    "deleted",
+    "version",
+)
+"""Columns the sink writes to maintenance_windows, in insert order (times as epoch milliseconds)."""
+
+# v3: rollups, case_state, maintenance_windows. Every rollup reads probe_results directly (not the finer
+# rollup), so each one is a plain aggregate of the raw rows and a replayed chunk is dropped by each view.
+
+_ROLLUP_BUCKETS: dict[str, tuple[str, str]] = {
+    PROBE_MINUTE: ("toStartOfMinute(started_at)", "toYYYYMM(bucket)"),
+    PROBE_HOUR: ("toStartOfHour(started_at)", "toYYYYMM(bucket)"),
+    PROBE_DAY: ("toStartOfDay(started_at)", "toYear(bucket)"),
+}
+"""Rollup table -> (bucket expression over probe_results, partition key)."""
+
+LATENCY_QUANTILES = (0.5, 0.95, 0.99)
+"""The latency quantiles the rollups keep (quantilesTDigestMerge(0.5, 0.95, 0.99)(latency) reads them)."""
+
+
+def _rollup_table(name: str) -> str:
+    partition = _ROLLUP_BUCKETS[name][1]
+    return f"""
+CREATE TABLE IF NOT EXISTS {name} (
+    customer_id LowCardinality(String),
+    server_id LowCardinality(String),
+    bucket DateTime('UTC') COMMENT 'start of the bucket (UTC)',
+    probes SimpleAggregateFunction(sum, UInt64) COMMENT 'probes started in the bucket',
+    failures SimpleAggregateFunction(sum, UInt64) COMMENT 'failed probes',
+    planned SimpleAggregateFunction(sum, UInt64) COMMENT 'probes inside a maintenance window',
+    planned_failures SimpleAggregateFunction(sum, UInt64) COMMENT 'failed probes inside a window',
+    latency AggregateFunction(quantilesTDigest(0.5, 0.95, 0.99), UInt32)
+        COMMENT 'latency_ms state: quantilesTDigestMerge(0.5, 0.95, 0.99)(latency)',
+    load1 AggregateFunction(avg, Nullable(Float32)) COMMENT 'health_load1 state: avgMerge(load1)',
+    connections AggregateFunction(avg, Nullable(UInt32))
+        COMMENT 'health_connections state: avgMerge(connections)'
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY {partition}
+ORDER BY (customer_id, server_id, bucket)
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+
+def _rollup_select(name: str) -> str:
+    bucket = _ROLLUP_BUCKETS[name][0]
+    return f"""
+SELECT
+    customer_id,
+    server_id,
+    {bucket} AS bucket,
+    count() AS probes,
+    countIf(NOT ok) AS failures,
+    countIf(maintenance_id IS NOT NULL) AS planned,
+    countIf(NOT ok AND maintenance_id IS NOT NULL) AS planned_failures,
+    quantilesTDigestState(0.5, 0.95, 0.99)(latency_ms) AS latency,
+    avgState(health_load1) AS load1,
+    avgState(health_connections) AS connections
+FROM {PROBE_RESULTS}
+GROUP BY customer_id, server_id, bucket
+"""  # noqa: S608 (constant fragments)
+
+
+_CASE_STATE_V3 = f"""
+CREATE TABLE IF NOT EXISTS {CASE_STATE} (
+    case_id String,
+    customer_id LowCardinality(String),
+    server_id LowCardinality(Nullable(String)),
+    partner_id LowCardinality(Nullable(String)),
+    severity UInt8 COMMENT '1 urgent .. 3 information; 0 none yet',
+    source LowCardinality(String),
+    state LowCardinality(String) COMMENT 'state after the latest event',
+    ticket Nullable(String),
+    owner Nullable(String),
+    last_event_id String,
+    last_type LowCardinality(String),
+    last_at DateTime64(3, 'UTC'),
+    seq UInt64 COMMENT 'chain position of the latest event (the version)',
+    hash String COMMENT 'hash of the latest event (the chain head)'
+)
+ENGINE = ReplacingMergeTree(seq)
+ORDER BY case_id
+SETTINGS non_replicated_deduplication_window = 10000
+"""
+
+_CASE_STATE_SELECT = f"""
+SELECT
+    case_id, customer_id, server_id, partner_id, severity, source, state, ticket, owner,
+    event_id AS last_event_id, type AS last_type, at AS last_at, seq, hash
+FROM {CASE_EVENTS}
+"""  # noqa: S608 (constant fragments)
+
+_MAINTENANCE_WINDOWS_V3 = f"""
+CREATE TABLE IF NOT EXISTS {MAINTENANCE_WINDOWS} (
+    window_id String,
+    server_id LowCardinality(Nullable(String)) COMMENT 'NULL: every server of the customer',
+    customer_id LowCardinality(String),
+    starts_at DateTime64(3, 'UTC') COMMENT 'start of the first occurrence',
+    ends_at DateTime64(3, 'UTC') COMMENT 'end of the first occurrence (exclusive)',
+    recurrence LowCardinality(String) COMMENT 'none, daily, weekly',
+    until Nullable(DateTime64(3, 'UTC')) COMMENT 'no occurrence starts at or after this',
+    reason String,
+    created_by String,
+    created_at DateTime64(3, 'UTC'),
+    cancelled_at Nullable(DateTime64(3, 'UTC')) COMMENT 'no longer applies from then on',
+    cancelled_by Nullable(String),
+    deleted UInt8 DEFAULT 0 COMMENT '1: removed from the topic (tombstone); FINAL hides it',
+    version UInt64 COMMENT 'write order (sink clock, ms): the latest write wins'
+)
+ENGINE = ReplacingMergeTree(version, deleted)
+ORDER BY window_id
+"""
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """A materialized view created after its target was filled from the source's existing rows.
+
+    Runs only while the view is missing: truncate the target, INSERT ... SELECT, create the view. Repeating
+    it after a crash starts over; once the view exists it does nothing (the backfill runs once)."""
+
+    view: str
+    target: str
+    select: str
+
+    def __call__(self, client: Client) -> None:
+        exists = client.query(
+            "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = {v:String}",
+            parameters={"v": self.view},
+        ).result_rows[0][0]
+        if exists:
+            return
+        client.command(f"TRUNCATE TABLE IF EXISTS {self.target}")
+        client.command(f"INSERT INTO {self.target} {self.select}")
+        client.command(
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.view} TO {self.target} AS {self.select}"
+        )
+
+    def __str__(self) -> str:
+        return f"backfill {self.target} and create {self.view}"
+
+
+Step = str | Callable[[Client], None]
+"""One idempotent migration step: a DDL statement or a function of the client."""
+
+_V3_STEPS: tuple[Step, ...] = (
+    *(_rollup_table(name) for name in ROLLUPS),
+    *(Backfill(f"{name}_mv", name, _rollup_select(name)) for name in ROLLUPS),
+    _CASE_STATE_V3,
+    Backfill(f"{CASE_STATE}_mv", CASE_STATE, _CASE_STATE_SELECT),
+    _MAINTENANCE_WINDOWS_V3,
+)
+
 _MIGRATIONS_TABLE_DDL = f"""
 CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
     version UInt32,
@@ -172,11 +359,11 @@ ORDER BY version
 
 @dataclass(frozen=True)
 class Migration:
-    """One schema version: idempotent statements run in order."""
+    """One schema version: idempotent steps run in order."""
 
     version: int
     description: str
-    statements: tuple[str, ...]
+    statements: tuple[Step, ...]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -186,6 +373,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "planned maintenance on probe_results; chained case event fields",
         (_PROBE_RESULTS_V2, _CASE_EVENTS_V2),
     ),
+    Migration(3, "probe rollups, case_state, maintenance_windows", _V3_STEPS),
 )
 """Every migration, oldest first; versions strictly increasing."""
 
@@ -217,8 +405,11 @@ def migrate(client: Client, migrations: tuple[Migration, ...] = MIGRATIONS) -> l
         if migration.version in done:
             continue
         try:
-            for statement in migration.statements:
-                client.command(statement)
+            for step in migration.statements:
+                if isinstance(step, str):
+                    client.command(step)
+                else:
+                    step(client)
             client.insert(
                 MIGRATIONS_TABLE,
                 [[migration.version, migration.description]],

@@ -4,7 +4,8 @@ Exactly once in ClickHouse, at least once in Kafka terms:
 
 1. a chunk (sinks.chunker) starts at the partition's committed offset and is cut deterministically;
 2. it is inserted with ``insert_deduplication_token = {topic}-{partition}-{first}-{last}`` (the tables keep a
-   non-replicated deduplication window), so a replayed chunk is dropped by ClickHouse;
+   non-replicated deduplication window), so a replayed chunk is dropped by ClickHouse, and with
+   `history.ddl.DEDUP_SETTINGS` by the rollups the materialized views feed as well;
 3. offset ``last + 1`` is committed only after the insert succeeded. A failed insert is retried with backoff,
    never committed past; a stop abandons the chunk uncommitted (it is replayed on restart).
 
@@ -35,7 +36,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from fleetcore.clock import Clock, SystemClock, to_epoch_ms
 from fleetcore.errors import BrokerError, StoreError
 from fleetcore.settings import Settings
-from history.ddl import CASE_COLUMNS, CASE_EVENTS, PROBE_COLUMNS, PROBE_RESULTS
+from history.ddl import CASE_COLUMNS, CASE_EVENTS, DEDUP_SETTINGS, PROBE_COLUMNS, PROBE_RESULTS
 from schemas.topics import Topics
 from sinks.chunker import Chunk, Chunker, ChunkPolicy
 from sinks.rows import (
@@ -140,7 +141,7 @@ class ClickHouseWriter:
                 columns(rows, len(column_names)),
                 column_names=list(column_names),
                 column_oriented=True,
-                settings={"insert_deduplication_token": token},
+                settings={"insert_deduplication_token": token, **DEDUP_SETTINGS},
             )
         except Exception as exc:
             raise StoreError(

@@ -4,6 +4,9 @@
 cleanly (the chunk being filled is abandoned uncommitted, the consumer leaves its group). `SinkService`
 adds run-until options for tests: `stop_event`, `until(stats)`, `max_idle_s` (burst: stop when drained).
 
+At start the store is migrated and its retention applied (`history.retention`); a second thread keeps the
+maintenance_windows table equal to the maintenance topic (`sinks.windows`).
+
 HTTP (aiohttp, settings.sink_http_host:sink_http_port; port 0 picks a free one):
   GET /api/history/{server_id}?limit=N   a server's recent probes and case events (JSON; 400 on bad input)
   GET /api/counts                        rows and distinct keys per table (JSON)
@@ -31,9 +34,11 @@ from fleetcore.logs import setup_logging
 from fleetcore.settings import Settings
 from history.ddl import migrate
 from history.queries import InvalidQuery, counts, server_history
+from history.retention import apply_retention
 from history.store import connect, redact
 from schemas.topics import Topics
 from sinks.clickhouse import ClickHouseSink, SinkMetrics, SinkStats
+from sinks.windows import WindowWriter
 from streams.maintenance_feed import MaintenanceFeed
 
 log = logging.getLogger(__name__)
@@ -171,6 +176,11 @@ class SinkService:
             applied = migrate(ingest_client)
             if applied:
                 log.info("sink: history store %s migrated to %s", redact(dsn), applied)
+            apply_retention(
+                ingest_client,
+                self.settings.history_raw_retention_days,
+                self.settings.history_rollup_retention_days,
+            )
             self._query_client = connect(dsn, self.settings.clickhouse_database)
             maintenance = self.maintenance = MaintenanceFeed(
                 self.settings.kafka_bootstrap,
@@ -178,6 +188,14 @@ class SinkService:
                 "sink-maintenance",
             )
             maintenance.start(MAINTENANCE_WAIT_S, self.stop_event)
+            windows_client = connect(dsn, self.settings.clickhouse_database)
+            windows = threading.Thread(
+                target=WindowWriter(windows_client, maintenance.follower).run,
+                args=(self.stop_event,),
+                name="sink-windows",
+                daemon=True,
+            )
+            windows.start()
             try:
                 sink = ClickHouseSink(
                     self.settings,
@@ -194,6 +212,9 @@ class SinkService:
                 finally:
                     sink.close()
             finally:
+                self.stop_event.set()
+                windows.join(10)
+                windows_client.close()
                 maintenance.stop()
         finally:
             self.ready.clear()
