@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fleetwatch.cli_maintenance import register as register_maintenance
 
     register_maintenance(sub, _common, _settings)
+    from fleetwatch.cli_report import register as register_report
+
+    register_report(sub, _common, _settings)
     return parser
 
 

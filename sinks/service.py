@@ -10,6 +10,8 @@ maintenance_windows table equal to the maintenance topic (`sinks.windows`).
 HTTP (aiohttp, settings.sink_http_host:sink_http_port; port 0 picks a free one):
   GET /api/history/{server_id}?limit=N   a server's recent probes and case events (JSON; 400 on bad input)
   GET /api/counts                        rows and distinct keys per table (JSON)
+  GET /api/reports/{uptime|sla|capacity|cases}?month=YYYY-MM[&customer=..&server=..&format=json|csv
+      &threshold_ms=..]                  a report (history.reports); /api/reports/{name}.svg its chart
   GET /healthz                           liveness and ingest totals (JSON)
   GET /metrics                           Prometheus text
 """
@@ -32,8 +34,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from fleetcore.errors import FleetwatchError, StoreError
 from fleetcore.logs import setup_logging
 from fleetcore.settings import Settings
+from history.charts import render as render_chart
 from history.ddl import migrate
 from history.queries import InvalidQuery, counts, server_history
+from history.reports import load_policies, parse, run_request, to_csv
 from history.retention import apply_retention
 from history.store import connect, redact
 from schemas.topics import Topics
@@ -110,6 +114,21 @@ class SinkService:
             return web.json_response({"error": str(exc)}, status=503)
         return web.json_response(data)
 
+    async def _report(self, request: web.Request) -> web.Response:
+        try:
+            wanted = parse(request.match_info["name"], request.query)
+            policies = load_policies(self.settings.sla_policy_file)
+            data = await asyncio.to_thread(self._query, lambda c: run_request(c, wanted, policies))
+        except InvalidQuery as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except FleetwatchError as exc:
+            return web.json_response({"error": str(exc)}, status=503)
+        if wanted.svg:
+            return web.Response(text=render_chart(data), content_type="image/svg+xml")
+        if wanted.format == "csv":
+            return web.Response(text=to_csv(data["rows"]), content_type="text/csv")
+        return web.json_response(data)
+
     async def _healthz(self, request: web.Request) -> web.Response:
         stats = asdict(self.stats) if self.stats is not None else {}
         stats.pop("last_message_at", None)
@@ -127,6 +146,7 @@ class SinkService:
         app = web.Application()
         app.router.add_get("/api/history/{server_id}", self._history)
         app.router.add_get("/api/counts", self._counts)
+        app.router.add_get("/api/reports/{name}", self._report)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         return app

@@ -1,0 +1,71 @@
+"""One report request from HTTP query parameters or CLI flags, validated before any SQL runs; the plan book.
+
+`parse(name, params)` accepts `month` (YYYY-MM, required), `customer`, `server`, `format` (json or csv) and
+`threshold_ms` (capacity forecast); a `.svg` suffix on the name asks for the chart. Bad input is InvalidQuery.
+`load_policies(path)` reads the SLA policy book like the case engine does, without importing the Faust app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from fleetcore.errors import ConfigError
+from history.queries import InvalidQuery
+from history.reports.common import ReportQuery, report_query
+from streams.sla import PolicyBook
+
+NAMES = ("uptime", "sla", "capacity", "cases")
+FORMATS = ("json", "csv")
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """A validated request: which report, for what, in which form."""
+
+    name: str
+    query: ReportQuery
+    format: str = "json"
+    svg: bool = False
+    threshold_ms: float | None = None
+
+
+def parse(name: str, params: Mapping[str, str]) -> ReportRequest:
+    """The request for report `name` (optionally `name.svg`) with `params`; InvalidQuery if malformed."""
+    svg = name.endswith(".svg")
+    name = name.removesuffix(".svg")
+    if name not in NAMES:
+        raise InvalidQuery(f"unknown report {name!r}: one of {', '.join(NAMES)}")
+    fmt = params.get("format", "json")
+    if fmt not in FORMATS:
+        raise InvalidQuery(f"format must be json or csv (got {fmt!r})")
+    if "month" not in params:
+        raise InvalidQuery("month=YYYY-MM is required")
+    raw = params.get("threshold_ms")
+    threshold: float | None = None
+    if raw:
+        try:
+            threshold = float(raw)
+        except ValueError:
+            raise InvalidQuery(f"threshold_ms must be a number (got {raw!r})") from None
+    query = report_query(params["month"], params.get("customer"), params.get("server"))
+    return ReportRequest(name, query, fmt, svg, threshold)
+
+
+def load_policies(path: Path | None) -> PolicyBook:
+    """The SLA policy book from a YAML/JSON file, or the defaults when no file is configured."""
+    if path is None:
+        return PolicyBook()
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: an SLA policy file must be a mapping")
+        return PolicyBook.from_mapping(data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the SLA policy file {path}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"invalid SLA policy file {path}: {exc.error_count()} error(s): {exc}") from exc

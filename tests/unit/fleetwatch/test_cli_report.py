@@ -1,0 +1,55 @@
+"""`fleetwatch report`: terminal rendering, the drill-down, and clear errors without a sink."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from fleetcore.errors import FleetwatchError
+from fleetwatch.cli import main as cli_main
+from fleetwatch.cli_report import render_table
+from history.reports import build, report_query
+from history.store import connect
+from tests.unit.history.reports.golden import MONTH, POLICIES, load
+
+
+@pytest.fixture
+def golden(tmp_path: Path) -> Client:
+    client = connect(f"chdb://{tmp_path / 'clickhouse'}", "fleetwatch")
+    load(client)
+    return client
+
+
+def test_tables_and_drill_down(golden: Client) -> None:
+    try:
+        uptime = render_table(build(golden, "uptime", report_query(MONTH), POLICIES))
+        assert uptime.splitlines()[0] == "uptime report, 2026-11"
+        assert "uncertain" in uptime
+        sla = build(golden, "sla", report_query(MONTH, customer="acme"), POLICIES)
+        text = render_table(sla)
+        assert "customer acme" in text.splitlines()[0]
+        assert "case-b" in text
+        timeline = render_table(sla, "case-a")
+        assert "case.status_notice" in timeline
+        with pytest.raises(FleetwatchError, match="no case"):
+            render_table(sla, "case-zzz")
+        capacity = render_table(build(golden, "capacity", report_query(MONTH), threshold_ms=200))
+        assert "forecast:" in capacity
+        assert "fleet: 2026-11-02 3" in capacity
+        empty = render_table(build(golden, "cases", report_query("2025-01")))
+        assert "no data for this month" in empty
+    finally:
+        golden.close()
+
+
+def test_unreachable_sink_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLEETWATCH_SINK_HTTP_PORT", "1")
+    monkeypatch.setenv("FLEETWATCH_CLOCK_SCALE", "1")
+    assert cli_main(["report", "cases", "--month", MONTH, "--data-dir", str(tmp_path)]) == 2
+    assert "fleetwatch sink" in capsys.readouterr().err
+    assert cli_main(["report", "cases", "--month", "11-2026", "--data-dir", str(tmp_path)]) == 2
+    assert "month must be YYYY-MM" in capsys.readouterr().err

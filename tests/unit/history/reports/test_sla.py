@@ -1,0 +1,78 @@
+"""Golden support-process SLA compliance: expected figures written out from the cases in golden.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from history.reports import build, report_query
+from history.reports.sla import status_due
+from tests.unit.history.reports.golden import CASES, MONTH, POLICIES
+
+
+def _report(client: Client, **filters: str) -> dict[str, Any]:
+    return build(client, "sla", report_query(MONTH, **filters), POLICIES)
+
+
+def test_per_case_figures(golden: Client) -> None:
+    cases = {c["case_id"]: c for c in _report(golden)["cases"]}
+    assert set(cases) == {"case-a", "case-b", "case-c", "case-d", "case-e"}  # case-f opened in October
+    a, b = cases["case-a"], cases["case-b"]
+    assert (a["time_to_page_s"], a["time_to_work_s"], a["work_met"], a["vp_escalations"]) == (
+        0,
+        1800,
+        True,
+        0,
+    )
+    assert (a["updates_due"], a["updates_on_time"], a["updates_missed"]) == (3, 2, 1)
+    assert (b["time_to_page_s"], b["time_to_work_s"], b["work_met"], b["vp_escalations"]) == (
+        5,
+        10800,
+        False,
+        1,
+    )
+    assert b["updates_due"] == 0  # its update came with no status deadline pending
+    assert cases["case-c"]["severity"] == 2
+    assert cases["case-c"]["first_response_met"] is True
+    assert cases["case-d"]["severity"] == 3
+    assert cases["case-d"]["first_response_met"] is False
+    e = cases["case-e"]
+    assert (e["time_to_page_s"], e["time_to_work_s"], e["work_met"]) == (120, 3600, True)
+
+
+def test_drill_down_timeline_is_the_stored_chain(golden: Client) -> None:
+    cases = {c["case_id"]: c for c in _report(golden)["cases"]}
+    for case in CASES[:5]:
+        timeline = cases[case.case_id]["timeline"]
+        assert [t["type"] for t in timeline] == [s.type.value for s in case.steps]  # the duplicate row once
+        assert [t["seq"] for t in timeline] == list(range(len(case.steps)))
+
+
+def test_customer_rows(golden: Client) -> None:
+    rows = {r["customer_id"]: r for r in _report(golden)["rows"]}
+    acme = rows["acme"]
+    assert acme["cases"] == 4
+    assert (acme["sev1_cases"], acme["sev1_paged"], acme["sev1_max_time_to_page_s"]) == (2, 2, 5)
+    assert (acme["sev1_worked_in_time"], acme["sev1_work_breaches"], acme["vp_escalations"]) == (1, 1, 1)
+    assert (acme["updates_due"], acme["updates_on_time"]) == (3, 2)
+    assert acme["updates_on_time_percent"] == round(100 * 2 / 3, 4)
+    assert (acme["sev2_cases"], acme["sev2_first_response_met"]) == (1, 1)
+    assert (acme["sev3_cases"], acme["sev3_first_response_met"]) == (1, 0)
+    assert acme["compliant"] is False
+    beta = rows["beta"]
+    assert (beta["sev1_cases"], beta["sev1_worked_in_time"], beta["vp_escalations"]) == (1, 1, 0)
+    assert beta["compliant"] is True
+    assert set(r["customer_id"] for r in _report(golden, customer="beta")["rows"]) == {"beta"}
+
+
+def test_status_due_parsing() -> None:
+    assert status_due({}) == (False, None)
+    assert status_due({"due": ""}) == (True, None)
+    carries, due = status_due(
+        {"due": "sev1.work=2026-11-05T12:00:00+00:00,status.update=2026-11-05T13:00:00+00:00"}
+    )
+    assert carries
+    assert due is not None
+    assert due.hour == 13
+    assert status_due({"due": "status.update=garbage"}) == (True, None)
