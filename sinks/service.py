@@ -41,6 +41,7 @@ from history.reports import load_policies, parse, run_request, to_csv
 from history.retention import apply_retention
 from history.store import connect, redact
 from schemas.topics import Topics
+from sinks.analysts import AnalystsServer, start_analysts
 from sinks.clickhouse import ClickHouseSink, SinkMetrics, SinkStats
 from sinks.windows import WindowWriter
 from streams.maintenance_feed import MaintenanceFeed
@@ -78,6 +79,9 @@ class SinkService:
         """Set once the store is migrated, the consumer started and the HTTP API listening."""
         self.http_url: str | None = None
         """Base URL of the HTTP API once listening (the real port when settings asked for 0)."""
+        self.analysts_url: str | None = None
+        """Base URL of the analysts' read-only ClickHouse HTTP endpoint (sinks.analysts) once listening,
+        when settings.analysts_port is on and the store is embedded."""
         self.stats: SinkStats | None = None
         self.maintenance: MaintenanceFeed | None = None
         """The followed maintenance windows while running."""
@@ -176,11 +180,16 @@ class SinkService:
             host, port = runner.addresses[0][:2]
             self.http_url = f"http://{host}:{port}"
             log.info("sink: query API on %s", self.http_url)
-        self.ready.set()
+        analysts: AnalystsServer | None = None
         try:
+            analysts = await start_analysts(self.settings)
+            self.analysts_url = analysts.url if analysts is not None else None
+            self.ready.set()
             return await asyncio.to_thread(self._ingest, sink)
         finally:
             self.stop_event.set()
+            if analysts is not None:
+                await analysts.close()
             if runner is not None:
                 await runner.cleanup()
 
