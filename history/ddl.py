@@ -307,6 +307,17 @@ ORDER BY window_id
 """
 
 
+BACKFILL_SETTINGS: dict[str, int] = {
+    "optimize_aggregation_in_order": 1,
+    "min_insert_block_size_rows": 100_000,
+    "max_insert_block_size": 100_000,
+}
+"""The backfill aggregates in probe_results' key order (customer, server, time) and writes blocks of 100,000
+rollup rows, so it does not hold the whole history's buckets (t-digest states) at once. Measured on
+embedded chdb: upgrading a v2 store of 8 M probe rows took 25 s and about 1.1 GB of memory at peak (4 M rows:
+0.8 GB; without these settings 4 M rows took 1.8 GB)."""
+
+
 @dataclass(frozen=True)
 class Backfill:
     """A materialized view created after its target was filled from the source's existing rows.
@@ -326,7 +337,7 @@ class Backfill:
         if exists:
             return
         client.command(f"TRUNCATE TABLE IF EXISTS {self.target}")
-        client.command(f"INSERT INTO {self.target} {self.select}")
+        client.command(f"INSERT INTO {self.target} {self.select}", settings=BACKFILL_SETTINGS)
         client.command(
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {self.view} TO {self.target} AS {self.select}"
         )
