@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from pydantic import SecretStr
 
 from fleetcore.errors import ConfigError
@@ -16,6 +18,7 @@ from sinks.analysts import (
     Statement,
     classify,
     content_type,
+    credentials,
     escape_param,
     leading_keyword,
     parse_error,
@@ -249,3 +252,16 @@ def test_start_needs_a_port_an_embedded_store_and_a_password() -> None:
     assert asyncio.run(start_analysts(server)) is None
     with pytest.raises(ConfigError, match="analysts_password"):
         asyncio.run(start_analysts(Settings(analysts_port=18123, clickhouse_dsn="chdb:///tmp/x")))
+
+
+def test_credentials_come_from_headers_basic_auth_or_parameters() -> None:
+    def given(path: str = "/", **headers: str) -> tuple[str, str] | None:
+        return credentials(make_mocked_request("GET", path, headers=headers))
+
+    basic = base64.b64encode(b"analyst:pa:ss").decode()
+    assert given(Authorization=f"Basic {basic}") == ("analyst", "pa:ss")
+    assert given(**{"X-ClickHouse-User": "analyst", "X-ClickHouse-Key": "k"}) == ("analyst", "k")
+    assert given("/?user=analyst&password=p") == ("analyst", "p")
+    assert given(Authorization="Basic not-base64!") == ("", "")
+    assert given(Authorization="Bearer token") is None
+    assert given() is None
