@@ -34,8 +34,30 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str) -> Topics:
-    """A unique set of registry topics for one test, already created."""
+def topics(kafka_bootstrap: str) -> Iterator[Topics]:
+    """A unique set of registry topics for one test, already created; deleted afterwards with every other
+    topic of the prefix (Faust changelogs too), so a long session does not pile up partitions (and the
+    broker's open files)."""
     names = Topics(prefix=f"t{uuid.uuid4().hex[:10]}.")
     ensure_topics(kafka_bootstrap, names)
-    return names
+    yield names
+    delete_prefixed_topics(kafka_bootstrap, names.prefix)
+
+
+def delete_prefixed_topics(bootstrap: str, prefix: str) -> None:
+    """Delete every topic whose name starts with `prefix` (best effort: a failure only leaves them)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    except KafkaError:
+        return
+    try:
+        doomed = [name for name in admin.list_topics() if name.startswith(prefix)]
+        if doomed:
+            admin.delete_topics(doomed, timeout_ms=10000)
+    except KafkaError:
+        pass
+    finally:
+        admin.close()
