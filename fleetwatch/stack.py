@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from fleetcore.clock import SystemClock, to_epoch_ms
 from fleetcore.errors import FleetwatchError
 from fleetcore.kafka_admin import ensure_topics
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 
 DEMO_CADENCE = {"probe_interval_s": 15.0, "probe_retry_interval_s": 3.0}
 """Demo cadences: a healthy server every 15 s, a failing one every 3 s, so 10 in a row take ~30 s."""
+
+DEMO_ANALYSTS = {"analysts_port": 8123, "analysts_user": "analyst", "analysts_password": "analyst-demo"}
+"""The demo's analysts' endpoint: the embedded store read-only, on the port clickhouse-connect expects."""
 
 WORKERS = ("sink", "stream", "notify", "intake", "portal", "probe")
 """Start order; they stop in reverse."""
@@ -114,6 +119,8 @@ def worker_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     for name, value in values.items():
         if value is None:  # unset optional settings stay unset (str(None) would be a value)
             env.pop(f"FLEETWATCH_{name.upper()}", None)
+        elif isinstance(value, SecretStr):  # str() would hand the child "**********"
+            env[f"FLEETWATCH_{name.upper()}"] = value.get_secret_value()
         else:
             env[f"FLEETWATCH_{name.upper()}"] = str(value)
     return env
@@ -348,6 +355,8 @@ def _up(
         )
 
     overrides: dict[str, Any] = dict(DEMO_CADENCE) if demo else {}
+    if demo and settings.embedded_store() and not settings.analysts_port:
+        overrides.update(DEMO_ANALYSTS)
     if demo:
         from fleetwatch.demo_fleet import DemoFleet, DemoFleetThread
 
@@ -382,6 +391,12 @@ def _up(
         else ""
     )
     _say(f"partner portal and staff console: {portal_url}{sign_in}")
+    if "analysts_port" in overrides:
+        _say(
+            f"analysts: the history store read-only over ClickHouse's HTTP interface on "
+            f"http://{settings.analysts_host}:{overrides['analysts_port']} (user analyst, password "
+            "analyst-demo); `fleetwatch report uptime|sla|capacity|cases` for the reports"
+        )
     _say(
         f"email intake: send mail to support@fleetwatch.local through SMTP {settings.intake_host}:"
         f"{settings.intake_port} (e.g. from helpdesk@northwind.example); replies land in the SMTP catcher"

@@ -121,6 +121,8 @@ def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(
         mail_catcher_port=free_port(),
         intake_port=free_port(),
         portal_port=free_port(),
+        analysts_port=free_port(),
+        analysts_password="analyst-test",
     )
     out = tmp_path / "up.out"
     with out.open("wb") as fh:
@@ -173,6 +175,28 @@ def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(
             return shown.stdout if "case.opened" in shown.stdout else None
 
         assert "FAIL" in wait_for(history, 60, "the case in `fleetwatch history` while up runs")
+
+        # the reports run on the demo's history, through the sink that owns the embedded store
+        report = subprocess.run(
+            [sys.executable, "-m", "fleetwatch.cli", "report", "cases", "--format", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert report.returncode == 0, report.stderr
+        assert json.loads(report.stdout)
+        # and analysts reach the same store with clickhouse-connect's HTTP client, read-only
+        import clickhouse_connect
+
+        analysts = clickhouse_connect.get_client(
+            host="127.0.0.1",
+            port=int(env["FLEETWATCH_ANALYSTS_PORT"]),
+            username="analyst",
+            password="analyst-test",
+        )
+        assert analysts.query("SELECT count() FROM probe_results").result_rows[0][0] > 0
+        analysts.close()
 
         # a partner emails the support address: the automatic acknowledgement arrives (printed by up's
         # SMTP catcher) and the case shows in the partner portal

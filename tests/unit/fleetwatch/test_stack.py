@@ -62,3 +62,8 @@ def test_event_line_shows_ticket_type_severity_and_state() -> None:
     untriaged = event.model_copy(update={"severity": None, "ticket": None, "state": CaseState.NEW})
     assert "SEV?" in format_case_event(untriaged)
     assert "mon-1" in format_case_event(untriaged)
+
+
+def test_worker_env_passes_secrets_in_clear_to_children(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, analysts_password="s3cret")  # type: ignore[arg-type]
+    assert worker_env(settings)["FLEETWATCH_ANALYSTS_PASSWORD"] == "s3cret"
