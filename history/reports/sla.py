@@ -165,12 +165,22 @@ def audit_case(events: list[Event], policy: SlaPolicy) -> dict[str, Any]:
         )
         worked = next((e.at for e in events if e.type == "case.work_started" and e.at >= sev1_at), None)
         to_work = None if worked is None else worked - sev1_at
+        escalated = any(e.type == "sla.breached" and e.details.get("clock") == "sev1.work" for e in events)
+        work_met: bool | None
+        if to_work is not None:
+            work_met = to_work <= policy.sev1_work_within
+        elif escalated:
+            work_met = False
+        elif events[-1].state in ("resolved", "closed"):
+            work_met = True  # resolved before its work deadline: nothing was owed any more
+        else:
+            work_met = None  # still open, deadline not passed when this history ends: pending
         out |= {
             "sev1_since": sev1_at.isoformat(),
             "time_to_page_s": _seconds(None if page is None else page - sev1_at),
             "time_to_work_s": _seconds(to_work),
             "work_within_s": policy.sev1_work_within.total_seconds(),
-            "work_met": to_work is not None and to_work <= policy.sev1_work_within,
+            "work_met": work_met,
             "vp_escalations": sum(
                 1 for e in events if e.type == "sla.breached" and e.details.get("clock") == "sev1.work"
             ),
@@ -220,8 +230,9 @@ def summarise(customer: str, cases: list[dict[str, Any]], policy: SlaPolicy) -> 
         "sev1_cases": len(sev1),
         "sev1_paged": len(pages),
         "sev1_max_time_to_page_s": max(pages) if pages else None,
-        "sev1_worked_in_time": sum(1 for c in sev1 if c["work_met"]),
-        "sev1_work_breaches": sum(1 for c in sev1 if not c["work_met"]),
+        "sev1_worked_in_time": sum(1 for c in sev1 if c["work_met"] is True),
+        "sev1_work_breaches": sum(1 for c in sev1 if c["work_met"] is False),
+        "sev1_work_pending": sum(1 for c in sev1 if c["work_met"] is None),
         "vp_escalations": sum(c["vp_escalations"] for c in sev1),
         "updates_due": due,
         "updates_on_time": on_time,

@@ -76,3 +76,27 @@ def test_status_due_parsing() -> None:
     assert due is not None
     assert due.hour == 13
     assert status_due({"due": "status.update=garbage"}) == (True, None)
+
+
+def test_unworked_sev1_is_pending_until_its_deadline_fires_and_met_when_resolved_first() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from history.reports.sla import Event, audit_case, summarise
+    from streams.sla import SlaPolicy
+
+    t0 = datetime(2026, 11, 3, 8, tzinfo=UTC)
+
+    def ev(n: int, type_: str, state: str = "triaged", **details: Any) -> Event:
+        return Event(
+            "c", type_, 1, "monitor", "s", "acme", t0 + timedelta(minutes=n), "monitor", details,
+            state, "FW-1", None, "", "customer", n,
+        )  # fmt: skip
+
+    policy = SlaPolicy()
+    pending = audit_case([ev(0, "case.opened")], policy)
+    breached = audit_case([ev(0, "case.opened"), ev(120, "sla.breached", clock="sev1.work")], policy)
+    resolved = audit_case([ev(0, "case.opened"), ev(30, "case.resolved", state="resolved")], policy)
+    worked_late = audit_case([ev(0, "case.opened"), ev(121, "case.work_started", state="working")], policy)
+    assert [c["work_met"] for c in (pending, breached, resolved, worked_late)] == [None, False, True, False]
+    row = summarise("acme", [pending, breached, resolved, worked_late], policy)
+    assert (row["sev1_worked_in_time"], row["sev1_work_breaches"], row["sev1_work_pending"]) == (1, 2, 1)
