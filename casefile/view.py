@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from schemas.cases import CaseEvent, CaseEventType, CaseSource, CaseState, Severity, Visibility
@@ -196,6 +196,21 @@ def clock_of(event: CaseEvent) -> str:
     """The SLA clock an `sla.*` event is about (its `clock` detail, else its reason)."""
     clock = event.details.get("clock")
     return str(clock) if clock is not None else event.reason
+
+
+def age(delta: timedelta) -> str:
+    """A short age: 42s, 17m, 3h05m, 2d04h."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
 
 
 def parse_deadlines(text: str) -> dict[str, datetime]:

@@ -15,12 +15,12 @@ import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from casefile.view import CaseView, clock_of, find, fold
+from casefile.view import CaseView, age, clock_of, find, fold
 from fleetcore.errors import FleetwatchError
 from fleetcore.settings import Settings
 from schemas.cases import CaseEvent, CaseSource, CaseState, Severity
@@ -106,21 +106,6 @@ def build_command(args: argparse.Namespace, case_id: str, actor: str, at: dateti
 def new_case_id() -> str:
     """Id of a staff-opened case (random: a person, not a machine, opens it)."""
     return "stf-" + uuid.uuid4().hex[:20]
-
-
-def age(delta: timedelta) -> str:
-    """A short age: 42s, 17m, 3h05m, 2d04h."""
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
 
 
 def _stamp(moment: datetime | None) -> str:

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from fleetcore.clock import clock_for
 from fleetcore.errors import FleetwatchError, StoreError
 from fleetcore.settings import Settings
 from history.charts import render
+from history.client import sink_get
 from history.reports import REPORTS, ReportRequest, load_policies, parse, run_request, to_csv
 from history.store import connect
 
@@ -54,7 +53,6 @@ CASE_COLUMNS = (
 
 
 def _from_sink(settings: Settings, request: ReportRequest) -> dict[str, Any]:
-    base = settings.sink_url()
     params = {
         "month": request.query.month,
         "customer": request.query.customer,
@@ -63,23 +61,10 @@ def _from_sink(settings: Settings, request: ReportRequest) -> dict[str, Any]:
     if request.threshold_ms is not None:
         params["threshold_ms"] = str(request.threshold_ms)
     query = urllib.parse.urlencode({k: v for k, v in params.items() if v})
-    url = f"{base}/api/reports/{request.name}?{query}"
-    try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310 (http URL we built)
-            data: dict[str, Any] = json.loads(resp.read())
-            return data
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error", exc.reason)
-        except (ValueError, AttributeError):
-            message = exc.reason
-        raise FleetwatchError(f"the sink at {base} refused the report ({exc.code}): {message}") from exc
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise FleetwatchError(
-            f"the history store is embedded and served by the sink, which is not reachable at {base} "
-            f"({reason}): start `fleetwatch sink` or `fleetwatch up`"
-        ) from exc
+    data: dict[str, Any] = sink_get(
+        settings, f"/api/reports/{request.name}?{query}", "report", HTTP_TIMEOUT_S
+    )
+    return data
 
 
 def fetch_report(settings: Settings, request: ReportRequest) -> dict[str, Any]:

@@ -20,27 +20,31 @@ from history.store import connect
 HTTP_TIMEOUT_S = 15.0
 
 
-def _from_sink(settings: Settings, server_id: str, limit: int) -> dict[str, Any]:
+def sink_get(settings: Settings, path_and_query: str, what: str, timeout_s: float = HTTP_TIMEOUT_S) -> Any:
+    """GET a JSON answer of the sink's API (which serves the embedded store); clear errors when it refuses
+    (`what` names the request in them) or is not running."""
     base = settings.sink_url()
-    url = f"{base}/api/history/{urllib.parse.quote(server_id, safe='')}?limit={limit}"
     try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT_S) as resp:  # noqa: S310 (http URL we built)
-            data: dict[str, Any] = json.loads(resp.read())
-            return data
+        with urllib.request.urlopen(f"{base}{path_and_query}", timeout=timeout_s) as resp:  # noqa: S310
+            return json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         try:
             message = json.loads(exc.read()).get("error", exc.reason)
         except (ValueError, AttributeError):
             message = exc.reason
-        raise FleetwatchError(
-            f"the sink at {base} refused the history query ({exc.code}): {message}"
-        ) from exc
+        raise FleetwatchError(f"the sink at {base} refused the {what} ({exc.code}): {message}") from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         reason = getattr(exc, "reason", exc)
         raise FleetwatchError(
             f"the history store is embedded and served by the sink, which is not reachable at {base} "
             f"({reason}): start `fleetwatch sink` or `fleetwatch up`"
         ) from exc
+
+
+def _from_sink(settings: Settings, server_id: str, limit: int) -> dict[str, Any]:
+    path = f"/api/history/{urllib.parse.quote(server_id, safe='')}?limit={limit}"
+    data: dict[str, Any] = sink_get(settings, path, "history query")
+    return data
 
 
 def fetch_history(settings: Settings, server_id: str, limit: int = 20) -> dict[str, Any]:

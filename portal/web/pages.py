@@ -29,7 +29,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from casefile.view import CLOSED_STATES, CaseView
+from casefile.view import CLOSED_STATES, CaseView, age
 from portal.directory import Directory, User, UserRole
 from portal.readmodel import visible_events
 from portal.web.auth import check_csrf, flash, public, render, require_user
@@ -112,21 +112,6 @@ PENDING: web.AppKey[PendingFilings] = web.AppKey("fw_pending_filings", PendingFi
 
 
 # -- pure presentation ------------------------------------------------------------------------------------
-
-
-def age(delta: timedelta) -> str:
-    """A short age: 42s, 17m, 3h05m, 2d04h."""
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
 
 
 def stamp(moment: datetime | None) -> str:
