@@ -56,7 +56,8 @@ from schemas.cases import CaseSource, Severity
 from schemas.commands import CaseCommand, CommandType
 from schemas.topics import CASE_COMMANDS, Topics
 from streams.cases import Case, Decision, EngineConfig, apply, ticket_number
-from streams.engine import case_partition, load_policy_book
+from streams.engine import case_partition
+from streams.sla import load_policy_book
 
 BENCH = Path(__file__).resolve().parent
 POLICY_FILE = BENCH.parent / "examples" / "sla-policy.yaml"

@@ -26,15 +26,12 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import yaml
 from kafka.partitioner.default import murmur2
 from prometheus_client import Counter
 from pydantic import ValidationError
 
-from fleetcore.errors import ConfigError
 from schemas.cases import CaseEventType
 from schemas.commands import CaseCommand
 from schemas.envelope import validation_reason
@@ -49,7 +46,7 @@ from streams.cases import (
     tick_command,
     ticket_number,
 )
-from streams.sla import PolicyBook
+from streams.sla import load_policy_book
 
 log = logging.getLogger(__name__)
 
@@ -62,21 +59,6 @@ REJECTED = CaseEventType.COMMAND_REJECTED
 
 TICK_RESEND_S = 30.0
 """A TICK not answered within this many real seconds is sent again (same id: harmless if both arrive)."""
-
-
-def load_policy_book(path: Path | None) -> PolicyBook:
-    """The SLA policy book from a YAML/JSON file (see examples/sla-policy.yaml), or the defaults."""
-    if path is None:
-        return PolicyBook()
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: an SLA policy file must be a mapping")
-        return PolicyBook.from_mapping(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read the SLA policy file {path}: {exc}") from exc
-    except ValidationError as exc:
-        raise ConfigError(f"invalid SLA policy file {path}: {validation_reason(exc)}") from exc
 
 
 def engine_config(stream: StreamApp) -> EngineConfig:

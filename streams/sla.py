@@ -23,11 +23,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fleetcore.errors import ConfigError
 from schemas.cases import CaseSource, Severity
+from schemas.envelope import validation_reason
 
 
 class SlaPolicy(BaseModel):
@@ -73,6 +77,23 @@ class PolicyBook(BaseModel):
 
     def for_customer(self, customer_id: str) -> SlaPolicy:
         return self.customers.get(customer_id, self.default)
+
+
+def load_policy_book(path: Path | None) -> PolicyBook:
+    """The policy book from a YAML/JSON file (see examples/sla-policy.yaml), or the defaults when none is set.
+
+    The one loader of the book: the case engine, the reports and the compose test read it the same way."""
+    if path is None:
+        return PolicyBook()
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: an SLA policy file must be a mapping")
+        return PolicyBook.from_mapping(data)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read the SLA policy file {path}: {exc}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"invalid SLA policy file {path}: {validation_reason(exc)}") from exc
 
 
 class ClockKind(StrEnum):

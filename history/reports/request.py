@@ -2,22 +2,17 @@
 
 `parse(name, params)` accepts `month` (YYYY-MM, required), `customer`, `server`, `format` (json or csv) and
 `threshold_ms` (capacity forecast); a `.svg` suffix on the name asks for the chart. Bad input is InvalidQuery.
-`load_policies(path)` reads the SLA policy book like the case engine does, without importing the Faust app.
+`load_policies(path)` is the case engine's policy-book loader (`streams.sla.load_policy_book`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
-from fleetcore.errors import ConfigError
 from history.queries import InvalidQuery
 from history.reports.common import ReportQuery, report_query
-from streams.sla import PolicyBook
+from streams.sla import load_policy_book
 
 NAMES = ("uptime", "sla", "capacity", "cases")
 FORMATS = ("json", "csv")
@@ -56,16 +51,5 @@ def parse(name: str, params: Mapping[str, str]) -> ReportRequest:
     return ReportRequest(name, query, fmt, svg, threshold)
 
 
-def load_policies(path: Path | None) -> PolicyBook:
-    """The SLA policy book from a YAML/JSON file, or the defaults when no file is configured."""
-    if path is None:
-        return PolicyBook()
-    try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: an SLA policy file must be a mapping")
-        return PolicyBook.from_mapping(data)
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read the SLA policy file {path}: {exc}") from exc
-    except ValidationError as exc:
-        raise ConfigError(f"invalid SLA policy file {path}: {exc.error_count()} error(s): {exc}") from exc
+load_policies = load_policy_book
+"""The SLA policy book the reports judge against (the case engine's loader)."""
