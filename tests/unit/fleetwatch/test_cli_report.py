@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -53,3 +56,23 @@ def test_unreachable_sink_is_a_clear_error(
     assert "fleetwatch sink" in capsys.readouterr().err
     assert cli_main(["report", "cases", "--month", "11-2026", "--data-dir", str(tmp_path)]) == 2
     assert "month must be YYYY-MM" in capsys.readouterr().err
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`fleetwatch ... | head -1`: the reader has gone; the command ends quietly (141, like SIGPIPE)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # a reader that closed before anything was written: every write is a broken pipe
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "fleetwatch.cli", "schema", "export", "--out", str(tmp_path)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert list(tmp_path.glob("*.json")), "the command itself ran"
+    assert b"Traceback" not in proc.stderr, proc.stderr.decode()
+    assert b"BrokenPipeError" not in proc.stderr, proc.stderr.decode()
+    assert proc.returncode == 141
