@@ -36,7 +36,8 @@ from fleetcore.clock import SystemClock, to_epoch_ms
 from fleetcore.errors import FleetwatchError
 from fleetcore.kafka_admin import ensure_topics
 from fleetcore.settings import Settings
-from fleetwatch.kafka_local import LocalKafka
+from fleetwatch.kafka_local import LocalKafka, free_port
+from fleetwatch.ports import env_name, explicit_settings, plan_ports, port_taken, taken_ports
 from schemas.cases import CaseEvent
 from schemas.topics import Topics
 
@@ -321,11 +322,87 @@ def _notification_setup(stack: Stack, settings: Settings, demo: bool) -> dict[st
     return out
 
 
+def ready_lines(settings: Settings, overrides: dict[str, Any], demo: bool, portal_url: str) -> list[str]:
+    """What `up` says once its workers serve: where each front door is (demo names only with the demo)."""
+    sign_in = (
+        " (demo sign-in: nadia / northwind-demo for Northwind Partners, tom / telco-demo for Telco ISP, "
+        "sam / staff-demo for support staff)"
+        if demo
+        else " (users from FLEETWATCH_PARTNERS_FILE)"
+    )
+    lines = [f"partner portal and staff console: {portal_url}{sign_in}"]
+    analysts_port = overrides.get("analysts_port", settings.analysts_port)
+    if analysts_port:
+        who = (
+            "user analyst, password analyst-demo"
+            if "analysts_password" in overrides
+            else f"user {settings.analysts_user}, password FLEETWATCH_ANALYSTS_PASSWORD"
+        )
+        lines.append(
+            f"analysts: the history store read-only over ClickHouse's HTTP interface on "
+            f"http://{settings.analysts_host}:{analysts_port} ({who}); "
+            "`fleetwatch report uptime|sla|capacity|cases` for the reports"
+        )
+    example = " (e.g. from helpdesk@northwind.example)" if demo else ""
+    lines.append(
+        f"email intake: send mail to {settings.smtp_sender} through SMTP {settings.intake_host}:"
+        f"{settings.intake_port}{example}; replies land in the SMTP catcher"
+    )
+    server = "demo-srv-03" if demo else "SERVER"
+    lines.append(f"case events print below; `fleetwatch history {server}` shows a server's history")
+    return lines
+
+
+def listening_ports(
+    settings: Settings, overrides: dict[str, Any], external_kafka: bool
+) -> tuple[dict[str, int], dict[str, str]]:
+    """The port settings `up` (and its children) listen on, with each one's bind address."""
+    metrics = settings.metrics_host
+    hosts = {
+        "portal_port": settings.portal_host,
+        "intake_port": settings.intake_host,
+        "mail_catcher_port": "127.0.0.1",
+        "analysts_port": settings.analysts_host,
+        "sink_http_port": settings.sink_http_host,
+        "probe_metrics_port": metrics,
+        "stream_metrics_port": metrics,
+        "notify_metrics_port": metrics,
+        "stream_web_port": "127.0.0.1",
+    }
+    if not external_kafka:
+        hosts.update(local_kafka_port="127.0.0.1", local_kafka_controller_port="127.0.0.1")
+    values = {**settings.model_dump(), **overrides}
+    return {name: int(values[name]) for name in hosts}, hosts
+
+
+def plan_listening_ports(
+    settings: Settings,
+    overrides: dict[str, Any],
+    external_kafka: bool,
+    probe: Callable[[str, int], bool] = port_taken,
+) -> tuple[Settings, dict[str, Any]]:
+    """Move default ports that are taken to free ones (said on the console); an explicit port that is taken
+    fails at once (`PortTakenError` names its setting). Returns the settings and overrides to use."""
+    wanted, hosts = listening_ports(settings, overrides, external_kafka)
+    explicit = explicit_settings(wanted)
+    plan = plan_ports(wanted, explicit, taken_ports(hosts, wanted, probe), iter(free_port, None))
+    for name, (default, chosen) in plan.moved.items():
+        _say(f"port {default} ({env_name(name)}) is taken: using {chosen} instead")
+    moved = {name: plan.ports[name] for name in plan.moved}
+    in_overrides = {name: port for name, port in moved.items() if name in overrides}
+    settings = settings.model_copy(update={k: v for k, v in moved.items() if k not in in_overrides})
+    return settings, {**overrides, **in_overrides}
+
+
 def _up(
     stack: Stack, external_kafka: bool, demo: bool, run_for_s: float | None, stopping: threading.Event
 ) -> int:
-    settings = stack.settings
     started = time.monotonic()
+    overrides: dict[str, Any] = dict(DEMO_CADENCE) if demo else {}
+    if demo and stack.settings.embedded_store() and not stack.settings.analysts_port:
+        overrides.update(DEMO_ANALYSTS)
+    settings, overrides = plan_listening_ports(stack.settings, overrides, external_kafka)
+    stack.settings = settings
     if not external_kafka:
         from fleetwatch.kafka_local import ensure_jars
 
@@ -354,9 +431,6 @@ def _up(
             f"{3600 / settings.clock_scale:.0f} real seconds (--clock-scale 1 for real time)"
         )
 
-    overrides: dict[str, Any] = dict(DEMO_CADENCE) if demo else {}
-    if demo and settings.embedded_store() and not settings.analysts_port:
-        overrides.update(DEMO_ANALYSTS)
     if demo:
         from fleetwatch.demo_fleet import DemoFleet, DemoFleetThread
 
@@ -384,27 +458,9 @@ def _up(
     portal_url = settings.portal_public_url or f"http://{settings.portal_host}:{settings.portal_port}"
     portal = next(c for c in stack.children if c.name == "portal")
     wait_until(lambda: _http_ok(f"{portal_url}/healthz"), portal, 60, "portal")
-    sign_in = (
-        " (demo sign-in: nadia / northwind-demo for Northwind Partners, tom / telco-demo for Telco ISP, "
-        "sam / staff-demo for support staff)"
-        if demo
-        else ""
-    )
-    _say(f"partner portal and staff console: {portal_url}{sign_in}")
-    if "analysts_port" in overrides:
-        _say(
-            f"analysts: the history store read-only over ClickHouse's HTTP interface on "
-            f"http://{settings.analysts_host}:{overrides['analysts_port']} (user analyst, password "
-            "analyst-demo); `fleetwatch report uptime|sla|capacity|cases` for the reports"
-        )
-    _say(
-        f"email intake: send mail to support@fleetwatch.local through SMTP {settings.intake_host}:"
-        f"{settings.intake_port} (e.g. from helpdesk@northwind.example); replies land in the SMTP catcher"
-    )
-    _say(
-        f"monitoring. Case events print below; `fleetwatch history <server>` shows history "
-        f"(e.g. demo-srv-03). Ctrl-C stops. ({time.monotonic() - started:.1f} s since start)"
-    )
+    for line in ready_lines(settings, overrides, demo, portal_url):
+        _say(line)
+    _say(f"monitoring. Ctrl-C stops. ({time.monotonic() - started:.1f} s since start)")
     deadline = None if run_for_s is None else time.monotonic() + run_for_s
     while not stopping.is_set():
         for child in stack.children:

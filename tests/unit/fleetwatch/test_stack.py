@@ -67,3 +67,19 @@ def test_event_line_shows_ticket_type_severity_and_state() -> None:
 def test_worker_env_passes_secrets_in_clear_to_children(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, analysts_password="s3cret")  # type: ignore[arg-type]
     assert worker_env(settings)["FLEETWATCH_ANALYSTS_PASSWORD"] == "s3cret"
+
+
+def test_up_without_the_demo_names_no_demo_server_user_or_partner() -> None:
+    from fleetwatch.stack import ready_lines
+
+    settings = Settings(analysts_port=8124)
+    lines = "\n".join(ready_lines(settings, {}, demo=False, portal_url="http://127.0.0.1:8080"))
+    for demo_name in ("demo-srv", "northwind", "nadia", "analyst-demo", "staff-demo"):
+        assert demo_name not in lines
+    for where in ("http://127.0.0.1:8080", "127.0.0.1:2526", ":8124"):
+        assert where in lines
+    demo = "\n".join(
+        ready_lines(settings, {"analysts_port": 8123, "analysts_password": "analyst-demo"}, True, "u")
+    )
+    for demo_name in ("demo-srv-03", "nadia", "analyst-demo"):
+        assert demo_name in demo
