@@ -1,7 +1,8 @@
 """The production topology (docker-compose.yml, Dockerfile) checked without a Docker engine.
 
-1. docker-compose.yml is valid against the Compose specification's JSON Schema (shared/data, beside the repo);
-   broken copies of it are rejected, so the validation is not vacuous.
+1. docker-compose.yml is valid against the Compose specification's JSON Schema (vendored in
+   tests/data/compose-spec, with its license and upstream commit); broken copies of it are rejected, so the
+   validation is not vacuous.
 2. The fleetwatch services only use FLEETWATCH_* variables that are real `Settings` fields (with values
    Settings accepts), and their commands parse with the real `fleetwatch` CLI parser.
 3. Topology: depends_on targets exist (and have a healthcheck when waited on healthy), the broker heap is
@@ -10,8 +11,6 @@
    worker serves /metrics on 0.0.0.0 at the port its healthcheck asks, and the notifier's delivery endpoints
    are placeholders (no address or secret committed).
 
-The schema is looked up at <repo parent>/shared/data/compose-spec.schema.json, then at
-$FLEETWATCH_COMPOSE_SCHEMA; when neither exists the tests fail (never skip).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import os
@@ -43,8 +43,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
-DEFAULT_SCHEMA = REPO_ROOT.parent / "shared" / "data" / "compose-spec.schema.json"
-SCHEMA_ENV = "FLEETWATCH_COMPOSE_SCHEMA"
+COMPOSE_SCHEMA = REPO_ROOT / "tests" / "data" / "compose-spec" / "compose-spec.schema.json"
+# The vendored upstream file, unchanged (tests/data/compose-spec/README.md says where it comes from).
+COMPOSE_SCHEMA_SHA256 = "1f91e091f16b2dd50ab8860e02bb391d22df553d91c145eacedb1b6eff9c3f0e"
 ENV_PREFIX = "FLEETWATCH_"
 
 FLEETWATCH_SERVICES = {"inventory-loader", "probe", "stream", "notify", "intake", "portal", "sink"}
@@ -79,28 +80,9 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
 
 
-def find_schema() -> Path:
-    """The Compose JSON Schema: beside the repo first, then $FLEETWATCH_COMPOSE_SCHEMA; fails if neither."""
-    looked = [DEFAULT_SCHEMA]
-    if DEFAULT_SCHEMA.is_file():
-        return DEFAULT_SCHEMA
-    override = os.environ.get(SCHEMA_ENV)
-    if override:
-        path = Path(override).expanduser()
-        looked.append(path)
-        if path.is_file():
-            return path
-    pytest.fail(
-        "Compose JSON Schema not found (looked at: "
-        + ", ".join(str(p) for p in looked)
-        + f"). Put a copy of shared/ beside the repository, or set {SCHEMA_ENV}"
-        + "=/path/to/compose-spec.schema.json."
-    )
-
-
 @pytest.fixture(scope="module")
 def validator() -> jsonschema.Draft7Validator:
-    schema = json.loads(find_schema().read_text(encoding="utf-8"))
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
     # The schema declares draft-07; say so explicitly instead of relying on $schema lookup.
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
@@ -246,9 +228,15 @@ def iter_fleetwatch(services: Mapping[str, dict[str, Any]]) -> Iterator[tuple[st
 # -- 1. the Compose specification ----------------------------------------------------------------------
 
 
-def test_schema_is_found_beside_the_repo_or_via_env() -> None:
-    path = find_schema()
-    assert path.name == "compose-spec.schema.json"
+def test_the_vendored_schema_is_the_upstream_file_with_its_license() -> None:
+    digest = hashlib.sha256(COMPOSE_SCHEMA.read_bytes()).hexdigest()
+    assert digest == COMPOSE_SCHEMA_SHA256, "the vendored Compose schema differs from the upstream file"
+    schema = json.loads(COMPOSE_SCHEMA.read_text(encoding="utf-8"))
+    assert schema["$id"] == "compose_spec.json"
+    assert "draft-07" in schema["$schema"]
+    vendored = COMPOSE_SCHEMA.parent
+    assert "Apache License" in (vendored / "LICENSE").read_text(encoding="utf-8")
+    assert COMPOSE_SCHEMA_SHA256 in (vendored / "README.md").read_text(encoding="utf-8")
 
 
 def test_compose_file_is_valid_against_the_compose_spec(
