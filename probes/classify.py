@@ -185,6 +185,7 @@ def classify(
     return ProbeResult(
         server_id=server.server_id,
         customer_id=server.customer_id,
+        partner_id=server.partner_id,
         probe_id=probe_id_for(server.server_id, started_at),
         started_at=started_at,
         latency_ms=latency,

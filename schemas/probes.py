@@ -32,6 +32,9 @@ class ProbeResult(Contract):
     """The server probed."""
     customer_id: str = Field(pattern=ID_PATTERN)
     """The server's customer (copied from the inventory so consumers need no join)."""
+    partner_id: str | None = Field(default=None, pattern=ID_PATTERN)
+    """The Solution Partner or ISP supporting the customer, if the inventory names one (copied from it, so a
+    monitor case carries the partner: the partner's help desk hears of it and the cases report counts it)."""
     probe_id: str = Field(min_length=1, max_length=200)
     """Unique id of this probe: `<server_id>@<started_at epoch ms>`."""
     started_at: UtcDatetime

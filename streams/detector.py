@@ -185,6 +185,7 @@ def _on_failure(
         reason=title,
         source=CaseSource.MONITOR,
         customer_id=result.customer_id,
+        partner_id=result.partner_id,
         server_id=result.server_id,
         severity=Severity.SEV1,
         title=title,

@@ -68,7 +68,8 @@ def changelog_failures(reader: TopicReader, server_id: str) -> int:
 def test_tenth_failure_opens_one_case_and_success_recovers(
     worker: StreamWorker, kafka_bootstrap: str, topics: Topics
 ) -> None:
-    down = [result("srv-down", n, ok=False) for n in range(12)]
+    # the inventory names the customer's partner: the probe worker copies it onto the results
+    down = [result("srv-down", n, ok=False).model_copy(update={"partner_id": "isp-1"}) for n in range(12)]
     healthy = [result(f"srv-ok-{i}", n, ok=True) for i in range(2) for n in range(12)]
     send_results(kafka_bootstrap, topics.probe_results, down[:9] + healthy)
     reader = TopicReader(kafka_bootstrap, topics.cases)
@@ -84,6 +85,7 @@ def test_tenth_failure_opens_one_case_and_success_recovers(
     assert opened.severity == 1
     assert opened.source.value == "monitor"
     assert opened.server_id == "srv-down"
+    assert opened.partner_id == "isp-1"  # the cases report and the portal see the partner's case
     assert opened.details["probe_started_at"] == down[9].started_at.isoformat()  # exactly the 10th failure
     assert events[1].case_id == opened.case_id
     assert not [e for e in case_events(reader) if e.type.value == "command.rejected"]

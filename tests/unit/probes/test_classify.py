@@ -52,6 +52,13 @@ def test_a_secondary_result_names_its_primary() -> None:
     assert run().backup_of is None
 
 
+def test_a_result_names_the_partner_the_inventory_names() -> None:
+    supported = HTTP.model_copy(update={"partner_id": "northwind-partners"})
+    assert run(supported).partner_id == "northwind-partners"
+    assert run(supported, error=TimeoutError()).partner_id == "northwind-partners"
+    assert run().partner_id is None
+
+
 def test_probe_id_is_server_at_epoch_ms() -> None:
     assert run().probe_id == "acme-web-1@1772366400123"
     assert probe_id_for("x", T0) == "x@1772366400123"

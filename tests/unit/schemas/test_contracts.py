@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -74,3 +75,24 @@ def test_topic_names_and_registry() -> None:
     assert names.probe_results == "p.probe-results"
     assert TOPICS["fleet-inventory"].cleanup_policy == "compact"
     assert TOPICS["probe-results"].config()["message.timestamp.type"] == "LogAppendTime"
+
+
+def test_a_result_with_a_partner_decodes_on_the_fast_path_and_stores_and_one_without_still_does() -> None:
+    from sinks.rows import probe_row
+
+    with_partner = result("s", 0, ok=False).model_copy(update={"partner_id": "northwind-partners"})
+    old = result("s", 1, ok=True).model_dump(mode="json")
+    old.pop("partner_id")  # a result of a probe worker from before the field
+    raw = (
+        b'{"batch_id":"w:1","worker_id":"w","partition":0,"results":['
+        + with_partner.model_dump_json().encode()
+        + b","
+        + orjson.dumps(old)
+        + b"]}"
+    )
+    decoded = decode_probe_batch(raw)
+    assert decoded.rejected == []
+    assert [r.partner_id for r in decoded.results] == ["northwind-partners", None]
+    assert probe_row(decoded.results[0], "t", 0, 0, 0)[:3] == ("s", "acme", with_partner.probe_id)
+    with pytest.raises(ValidationError, match="partner_id"):
+        type(with_partner).model_validate({**old, "partner_id": "no spaces allowed"})

@@ -8,6 +8,7 @@ import pytest
 
 from schemas.cases import CaseSource, Severity, monitor_case_id
 from schemas.commands import CaseCommand, CommandType
+from schemas.notifications import Notification, Role
 from schemas.probes import ProbeResult
 from streams.detector import INITIAL, ServerStreak, StreakState, observe
 from tests.helpers import T0, result
@@ -271,3 +272,33 @@ def test_planned_flag_is_ignored_for_a_success() -> None:
     after, commands = observe(INITIAL, result("s1", 0, ok=True), NOW, planned=True)
     assert after is INITIAL
     assert commands == []
+
+
+def test_a_monitor_case_carries_the_partner_and_the_engine_tells_its_help_desk() -> None:
+    from streams.cases import EngineConfig, apply, ticket_number
+
+    def told(commands: list[CaseCommand]) -> list[Notification]:
+        """What the engine sends for the open command and a staff update on the case."""
+        opened = apply(None, commands[0], EngineConfig(), ticket_number(0, 0, 1))
+        assert opened.case is not None
+        update = CaseCommand(
+            command_id="update-1",
+            case_id=opened.case.case_id,
+            type=CommandType.POST_UPDATE,
+            at=NOW + timedelta(minutes=20),
+            actor="staff:alice",
+            message="We are restarting the web tier.",
+        )
+        updated = apply(opened.case, update, EngineConfig(), ticket_number(0, 1, 1))
+        assert updated.case is not None
+        assert updated.case.partner_id == commands[0].partner_id
+        assert opened.events[0].partner_id == commands[0].partner_id
+        return updated.notifications
+
+    supported = [r.model_copy(update={"partner_id": "northwind-partners"}) for r in fails(10)]
+    _, commands = run(supported)
+    assert [c.partner_id for c in commands] == ["northwind-partners"]
+    helpdesk = [n for n in told(commands) if n.role is Role.PARTNER_HELPDESK]
+    assert [n.partner_id for n in helpdesk] == ["northwind-partners"]
+    _, unsupported = run(fails(10))
+    assert [n.role for n in told(unsupported)] == [Role.CUSTOMER_TECHNICAL]
