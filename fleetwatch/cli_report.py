@@ -32,7 +32,8 @@ SettingsOf = Callable[[argparse.Namespace], Settings]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "uptime": (
-        "customer_id", "server_id", "probes", "failures", "planned_probes", "uptime_lower_percent",
+        "customer_id", "server_id", "probes", "unplanned_failures", "planned_failures", "planned_probes",
+        "uptime_lower_percent",
         "uptime_percent", "uptime_upper_percent", "target_percent", "status",
     ),
     "sla": (

@@ -4,8 +4,10 @@ Between two consecutive probes of a server the time counts as up (ok -> ok), dow
 (one of each: the change happened somewhere in between). The lower bound takes unknown as down, the upper
 as up, the point estimate as half up. An interval that starts or ends at a probe inside a planned
 maintenance window (a row with maintenance_id) is planned: excluded from the measured time. Intervals do
-not cross the month boundary. The customer's plan (PolicyBook `uptime_target_percent`) gives the target:
-`met` when even the lower bound reaches it, `breached` when even the upper bound misses it, else `uncertain`.
+not cross the month boundary. Failures are counted apart: `unplanned_failures` (outside any window: they
+count against uptime) and `planned_failures` (inside one); `failures` is their sum. The customer's plan
+(PolicyBook `uptime_target_percent`) gives the target: `met` when even the lower bound reaches it,
+`breached` when even the upper bound misses it, else `uncertain`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ pairs AS (
 )
 SELECT customer_id, server_id, count() AS probes, countIf(NOT ok) AS failures,
     countIf(planned) AS planned_probes, countIf(NOT ok AND NOT planned) AS unplanned_failures,
+    countIf(NOT ok AND planned) AS planned_failures,
     sumIf(dt, rn > 1 AND NOT planned AND NOT prev_planned AND ok AND prev_ok) AS up_ms,
     sumIf(dt, rn > 1 AND NOT planned AND NOT prev_planned AND NOT ok AND NOT prev_ok) AS down_ms,
     sumIf(dt, rn > 1 AND NOT planned AND NOT prev_planned AND ok != prev_ok) AS unknown_ms,
@@ -51,6 +54,7 @@ _SUMS = (
     "failures",
     "planned_probes",
     "unplanned_failures",
+    "planned_failures",
     "up_ms",
     "down_ms",
     "unknown_ms",

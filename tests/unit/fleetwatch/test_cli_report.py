@@ -30,6 +30,9 @@ def test_tables_and_drill_down(golden: Client) -> None:
         uptime = render_table(build(golden, "uptime", report_query(MONTH), POLICIES))
         assert uptime.splitlines()[0] == "uptime report, 2026-11"
         assert "uncertain" in uptime
+        header = uptime.splitlines()[2].split()
+        web = dict(zip(header, next(ln for ln in uptime.splitlines() if "web-1" in ln).split(), strict=True))
+        assert (web["unplanned_failures"], web["planned_failures"]) == ("10", "20")
         sla = build(golden, "sla", report_query(MONTH, customer="acme"), POLICIES)
         text = render_table(sla)
         assert "customer acme" in text.splitlines()[0]
