@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         "real minute; 1 = real time; env FLEETWATCH_CLOCK_SCALE)",
     )
     add("probe", _cmd_probe, "run a probe worker (joins the probe group, probes its share of the fleet)")
-    add("stream", _cmd_stream, "run the Faust stream worker (detector)")
+    add("stream", _cmd_stream, "run the Faust stream worker: the detector and the case engine")
     add("sink", _cmd_sink, "run the ClickHouse sink (and, embedded, the history query API)")
     add("notify", _cmd_notify, "run the notifier (delivers pages, emails and calls to contacts)")
     add("intake", _cmd_intake, "run the email intake (SMTP server of the support address)")
@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fleetwatch.cli_report import register as register_report
 
     register_report(sub, _common, _settings)
+    from fleetwatch.cli_kafka import register as register_kafka
+
+    register_kafka(sub, _common, _settings)
     return parser
 
 

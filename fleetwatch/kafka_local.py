@@ -126,6 +126,11 @@ class LocalKafka:
         return self._proc.pid if self._proc else None
 
     @property
+    def running(self) -> bool:
+        """Whether the broker process this object started is still alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
     def log_file(self) -> Path:
         return self.data_dir / "broker.log"
 

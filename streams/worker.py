@@ -1,4 +1,4 @@
-"""`fleetwatch stream`: run the Faust worker (detector) until SIGINT/SIGTERM."""
+"""`fleetwatch stream`: run the Faust worker (the detector and the case engine) until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
