@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fleetwatch.cli_kafka import register as register_kafka
 
     register_kafka(sub, _common, _settings)
+    from fleetwatch.cli_catch import register as register_catch
+
+    register_catch(sub, _common, _settings)
     return parser
 
 

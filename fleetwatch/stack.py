@@ -276,15 +276,18 @@ def _mail_line(sender: str, recipients: list[str], subject: str) -> None:
     print(f"{'':>21}  [mail] to {', '.join(recipients)}: {subject}", flush=True)
 
 
-def _hook_line(kind: str, body: dict[str, Any]) -> None:
+def hook_text(kind: str, body: dict[str, Any]) -> str:
+    """One line for a page, call or webhook the catcher received."""
     if kind == "page":
         payload = body.get("payload") or {}
-        text = f"[page] {body.get('routing_key')}: {payload.get('summary')}"
-    elif kind == "call":
-        text = f"[call] {body.get('name')} {body.get('phone')}: {body.get('message')}"
-    else:
-        text = f"[{kind}] {body.get('key')}"
-    print(f"{'':>21}  {text}", flush=True)
+        return f"[page] {body.get('routing_key')}: {payload.get('summary')}"
+    if kind == "call":
+        return f"[call] {body.get('name')} {body.get('phone')}: {body.get('message')}"
+    return f"[{kind}] {body.get('key')}"
+
+
+def _hook_line(kind: str, body: dict[str, Any]) -> None:
+    print(f"{'':>21}  {hook_text(kind, body)}", flush=True)
 
 
 def _notification_setup(stack: Stack, settings: Settings, demo: bool) -> dict[str, Any]:
