@@ -1,7 +1,8 @@
 """`fleetwatch report uptime|sla|capacity|cases`: a report as a table, JSON or CSV, optionally an SVG chart.
 
     fleetwatch report uptime --month 2026-11 [--customer acme] [--server acme-web-1]
-    fleetwatch report sla --month 2026-11 --customer acme [--case CASE_ID]   (drill-down: one case's timeline)
+    fleetwatch report sla --month 2026-11 --customer acme
+    fleetwatch report sla --month 2026-11 --case FW-100003     (drill-down: one case's timeline; ticket or id)
     fleetwatch report capacity --month 2026-11 --threshold-ms 250 --svg capacity.svg
     fleetwatch report cases --format csv
 
@@ -48,7 +49,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "cases": ("dimension", "value", "opened", "open", "resolved", "closed"),
 }  # fmt: skip
 CASE_COLUMNS = (
-    "case_id", "severity", "source", "opened_at", "time_to_page_s", "time_to_work_s", "work_met",
+    "ticket", "case_id", "severity", "source", "opened_at", "time_to_page_s", "time_to_work_s", "work_met",
     "vp_escalations", "updates_due", "updates_on_time", "first_response_met", "state",
 )  # fmt: skip
 
@@ -58,6 +59,7 @@ def _from_sink(settings: Settings, request: ReportRequest) -> dict[str, Any]:
         "month": request.query.month,
         "customer": request.query.customer,
         "server": request.query.server,
+        "case": request.query.case,
     }
     if request.threshold_ms is not None:
         params["threshold_ms"] = str(request.threshold_ms)
@@ -100,21 +102,41 @@ def table(headers: tuple[str, ...], rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def find_case(data: dict[str, Any], ref: str) -> dict[str, Any]:
+    """The SLA report's case whose id, else ticket (any letter case), is `ref`; FleetwatchError saying
+    where the case is when it was not opened in the report's month (or scope)."""
+    cases: list[dict[str, Any]] = data.get("cases", [])
+    wanted = ref.strip().upper()
+    case = next((c for c in cases if c["case_id"] == ref), None) or next(
+        (c for c in cases if (c.get("ticket") or "").upper() == wanted), None
+    )
+    if case is not None:
+        return case
+    opened = data.get("case_opened_at")
+    if opened and opened[:7] != data["month"]:
+        raise FleetwatchError(f"case {ref} was opened in {opened[:7]} ({opened}): add --month {opened[:7]}")
+    if opened:
+        raise FleetwatchError(
+            f"case {ref} (opened {opened}) is not in this report: check --customer/--server"
+        )
+    raise FleetwatchError(f"no case or ticket {ref!r} opened in {data['month']} in this report")
+
+
 def render_table(data: dict[str, Any], case_id: str | None = None) -> str:
     """A terminal rendering of a report; for sla, the cases too, or one case's timeline."""
     name = str(data["report"])
     scope = ", ".join(f"{k} {data[k]}" for k in ("customer", "server") if data.get(k))
     lines = [f"{name} report, {data['month']}" + (f" ({scope})" if scope else ""), ""]
     if case_id is not None:
-        case = next((c for c in data.get("cases", []) if c["case_id"] == case_id), None)
-        if case is None:
-            raise FleetwatchError(f"no case {case_id!r} opened in {data['month']} in this report")
-        lines.append(f"case {case_id} timeline:")
+        case = find_case(data, case_id)
+        lines.append(
+            f"case {case['case_id']}" + (f" ({case['ticket']})" if case.get("ticket") else "") + " timeline:"
+        )
         lines.extend(table(("seq", "at", "type", "state", "actor", "reason"), case["timeline"]))
         return "\n".join(lines)
     lines.extend(table(COLUMNS[name], data["rows"]) if data["rows"] else ["no data for this month"])
     if name == "sla" and data.get("cases"):
-        lines += ["", "cases (drill down with --case CASE_ID):"]
+        lines += ["", "cases (drill down with --case TICKET or --case CASE_ID):"]
         lines.extend(table(CASE_COLUMNS, data["cases"]))
     if name == "capacity":
         lines += ["", "fleet: " + ", ".join(f"{f['day']} {f['servers']}" for f in data.get("fleet", []))]
@@ -133,6 +155,8 @@ def _cmd_report(args: argparse.Namespace, settings_of: SettingsOf) -> int:
     settings = settings_of(args)
     month = args.month or clock_for(settings.clock_scale, settings.clock_origin_ms).now().strftime("%Y-%m")
     params = {"month": month, "customer": args.customer or "", "server": args.server or ""}
+    if args.case:
+        params["case"] = args.case
     if args.threshold_ms is not None:
         params["threshold_ms"] = str(args.threshold_ms)
     request = parse(args.report, params)
@@ -165,5 +189,5 @@ def register(sub: Any, common: Callable[[argparse.ArgumentParser], None], settin
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--svg", metavar="FILE", help="also write the report's chart (SVG) to FILE")
     p.add_argument("--threshold-ms", type=float, help="capacity: forecast days until p95 exceeds this")
-    p.add_argument("--case", help="sla: show this case's timeline (drill-down)")
+    p.add_argument("--case", help="sla: show this case's timeline (drill-down): its ticket or case id")
     p.set_defaults(handler=lambda args: _cmd_report(args, settings_of))

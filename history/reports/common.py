@@ -22,15 +22,19 @@ from schemas.inventory import ID_PATTERN
 
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _ID = re.compile(ID_PATTERN)
+MAX_CASE_REF = 100
+"""The longest case id (schemas.cases.CaseEvent.case_id); tickets are shorter."""
 
 
 @dataclass(frozen=True)
 class ReportQuery:
-    """One report's arguments: a calendar month (UTC) and optional customer and server filters."""
+    """One report's arguments: a calendar month (UTC), optional customer and server filters, and (SLA
+    drill-down) one case by its id or ticket number."""
 
     month: str
     customer: str = ""
     server: str = ""
+    case: str = ""
 
     @property
     def start(self) -> datetime:
@@ -51,6 +55,7 @@ class ReportQuery:
             "end_ms": to_epoch_ms(self.end),
             "customer": self.customer,
             "server": self.server,
+            "case": self.case,
         }
 
     def header(self, name: str) -> dict[str, Any]:
@@ -59,26 +64,38 @@ class ReportQuery:
             "month": self.month,
             "customer": self.customer or None,
             "server": self.server or None,
+            **({"case": self.case} if self.case else {}),
             "from": iso(to_epoch_ms(self.start)),
             "to": iso(to_epoch_ms(self.end)),
         }
 
 
-def report_query(month: str, customer: str | None = None, server: str | None = None) -> ReportQuery:
-    """A validated ReportQuery; InvalidQuery (a 400) for a bad month or id."""
+def report_query(
+    month: str, customer: str | None = None, server: str | None = None, case: str | None = None
+) -> ReportQuery:
+    """A validated ReportQuery; InvalidQuery (a 400) for a bad month or id. `case`: a case id or a ticket
+    number (any letter case, "fw-100003")."""
     match = _MONTH.match(month or "")
     if not match or not 1 <= int(match.group(2)) <= 12 or not 1970 <= int(match.group(1)) <= 9999:
         raise InvalidQuery(f"month must be YYYY-MM (got {month!r})")
     for label, value in (("customer", customer), ("server", server)):
         if value and not _ID.match(value):
             raise InvalidQuery(f"invalid {label} id {value!r}")
-    return ReportQuery(month, customer or "", server or "")
+    ref = (case or "").strip()
+    if case and (not ref or len(ref) > MAX_CASE_REF or not ref.isprintable()):
+        raise InvalidQuery(f"invalid case id or ticket {case!r}")
+    return ReportQuery(month, customer or "", server or "", ref)
 
 
 PERIOD = """{column} >= fromUnixTimestamp64Milli({{start_ms:Int64}}, 'UTC')
     AND {column} < fromUnixTimestamp64Milli({{end_ms:Int64}}, 'UTC')"""
 FILTERS = """({customer:String} = '' OR customer_id = {customer:String})
     AND ({server:String} = '' OR server_id = {server:String})"""
+CASE_FILTER = """({case:String} = '' OR case_id IN (
+    SELECT case_id FROM case_events
+    WHERE case_id = {case:String} OR upperUTF8(ifNull(ticket, '')) = upperUTF8({case:String})
+))"""
+"""One case by id or ticket (a case gets its ticket after opening: any of its events may carry it)."""
 
 
 def run(client: Client, sql: str, params: dict[str, Any], what: str) -> list[tuple[Any, ...]]:

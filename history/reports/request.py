@@ -1,7 +1,8 @@
 """One report request from HTTP query parameters or CLI flags, validated before any SQL runs; the plan book.
 
-`parse(name, params)` accepts `month` (YYYY-MM, required), `customer`, `server`, `format` (json or csv) and
-`threshold_ms` (capacity forecast); a `.svg` suffix on the name asks for the chart. Bad input is InvalidQuery.
+`parse(name, params)` accepts `month` (YYYY-MM, required), `customer`, `server`, `format` (json or csv),
+`threshold_ms` (capacity forecast) and `case` (sla: one case, by its id or ticket number); a `.svg` suffix on
+the name asks for the chart. Bad input is InvalidQuery.
 `load_policies(path)` is the case engine's policy-book loader (`streams.sla.load_policy_book`).
 """
 
@@ -47,7 +48,10 @@ def parse(name: str, params: Mapping[str, str]) -> ReportRequest:
             threshold = float(raw)
         except ValueError:
             raise InvalidQuery(f"threshold_ms must be a number (got {raw!r})") from None
-    query = report_query(params["month"], params.get("customer"), params.get("server"))
+    case = params.get("case")
+    if case and name != "sla":
+        raise InvalidQuery("case (a case id or ticket) narrows the sla report only")
+    query = report_query(params["month"], params.get("customer"), params.get("server"), case)
     return ReportRequest(name, query, fmt, svg, threshold)
 
 

@@ -1,5 +1,8 @@
 """Support-process SLA compliance per customer and month, from case events: the audit a customer asks for.
 
+`query.case` (a case id or ticket number) narrows the month to that case, and the report says when the case
+was opened (`case_opened_at`, None when there is no such case) so a drill-down into another month can say so.
+
 Cases opened in the month, each judged on its whole stored timeline (one row per event id, chain order):
 - Sev1 (from the first event at Sev1; for a case opened as Sev1 that is case.opened): time to page (first
   `notification.requested` page to the operations manager), time to work (first case.work_started) against
@@ -22,7 +25,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from fleetcore.clock import from_epoch_ms
-from history.reports.common import FILTERS, PERIOD, ReportQuery, percent, run
+from history.reports.common import CASE_FILTER, FILTERS, PERIOD, ReportQuery, iso, percent, run
 from streams.sla import PolicyBook, SlaPolicy
 
 CASE_EVENTS_SQL = f"""
@@ -31,10 +34,15 @@ SELECT case_id, type, severity, source, server_id, customer_id, toUnixTimestamp6
 FROM case_events FINAL
 WHERE case_id IN (
     SELECT case_id FROM case_events
-    WHERE type = 'case.opened' AND {PERIOD.format(column="at")} AND {FILTERS}
+    WHERE type = 'case.opened' AND {PERIOD.format(column="at")} AND {FILTERS} AND {CASE_FILTER}
 )
 ORDER BY case_id, seq, at, event_id
 LIMIT 1 BY event_id
+"""  # noqa: S608 (constant fragments; values are bound)
+CASE_OPENED_SQL = f"""
+SELECT toUnixTimestamp64Milli(min(at)) AS opened_ms, count() AS n
+FROM case_events
+WHERE type = 'case.opened' AND {CASE_FILTER}
 """  # noqa: S608 (constant fragments; values are bound)
 
 
@@ -263,4 +271,8 @@ def sla_report(client: Client, query: ReportQuery, policies: PolicyBook) -> dict
         summarise(cust, [c for c in audited if c["customer_id"] == cust], policies.for_customer(cust))
         for cust in customers
     ]
-    return {**query.header("sla"), "rows": rows, "cases": audited}
+    out = {**query.header("sla"), "rows": rows, "cases": audited}
+    if query.case:  # the drill-down: when the case was opened, so a case of another month can be found
+        opened_ms, n = run(client, CASE_OPENED_SQL, query.params(), "case")[0]
+        out["case_opened_at"] = iso(opened_ms) if n else None
+    return out

@@ -117,6 +117,10 @@ def test_cli_report_goes_through_the_sink(
     }
     assert cli_main(["report", "sla", *common, "--case", "case-a"]) == 0
     assert "case.status_notice" in capsys.readouterr().out
+    assert cli_main(["report", "sla", *common, "--case", "fw-100004"]) == 0  # its ticket, any letter case
+    assert "case case-a (FW-100004) timeline:" in capsys.readouterr().out
+    assert cli_main(["report", "sla", *common, "--case", "FW-100001"]) == 2
+    assert "opened in 2026-10" in capsys.readouterr().err
 
     assert cli_main(["report", "capacity", *common, "--threshold-ms", "200", "--server", "api-1"]) == 0
     assert "3.8" in capsys.readouterr().out

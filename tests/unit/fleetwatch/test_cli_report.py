@@ -37,10 +37,18 @@ def test_tables_and_drill_down(golden: Client) -> None:
         text = render_table(sla)
         assert "customer acme" in text.splitlines()[0]
         assert "case-b" in text
+        assert text.splitlines()[-6].split()[:2] == ["ticket", "case_id"]  # the cases table: header, 4 cases
+        assert "FW-100004" in next(ln for ln in text.splitlines() if "case-a" in ln)
         timeline = render_table(sla, "case-a")
         assert "case.status_notice" in timeline
+        by_ticket = render_table(sla, "fw-100004")
+        assert "case case-a (FW-100004) timeline:" in by_ticket
+        assert by_ticket.splitlines()[3:] == timeline.splitlines()[3:]
         with pytest.raises(FleetwatchError, match="no case"):
             render_table(sla, "case-zzz")
+        october = build(golden, "sla", report_query(MONTH, case="FW-100001"), POLICIES)
+        with pytest.raises(FleetwatchError, match=r"opened in 2026-10 .*add --month 2026-10"):
+            render_table(october, "FW-100001")
         capacity = render_table(build(golden, "capacity", report_query(MONTH), threshold_ms=200))
         assert "forecast:" in capacity
         assert "fleet: 2026-11-02 3" in capacity

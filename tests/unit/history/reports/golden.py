@@ -11,7 +11,8 @@ Probes (month 2026-11, policy: acme 97 %, beta 99.9 %, gamma no target):
 - delta/api-1: hourly, Nov 5..9 (day index d = 0..4), 24 probes a day, latency 100 + 10 d + hour, load1 d,
   connections 10 d + hour: daily p95 grows by exactly 10 ms a day.
 - gamma/edge-1: three passing probes on Nov 2 (no target in the plan).
-Case events: see `CASES` (each case is a list of steps in minutes after its opening).
+Case events: see `CASES` (each case is a list of steps in minutes after its opening); case-a has ticket
+FW-100004 from its opening, case-c FW-100008 from its triage, case-f (October) FW-100001.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class Case:
     severity: int | None
     partner: str | None
     steps: list[Step]
+    ticket: str | None = None
+    ticket_step: int = 0
+    """The step from which the case's events carry `ticket` (a monitor case at open, others at triage)."""
 
 
 def _due(at: datetime, **clocks: float) -> dict[str, Any]:
@@ -143,6 +147,7 @@ CASES = [
             Step(280, T.CUSTOMER_UPDATE, S.WORKING, _due(A_OPEN, status_update=340)),
             Step(300, T.RESOLVED, S.RESOLVED, {"due": ""}),
         ],
+        ticket="FW-100004",
     ),
     # B: Sev1 paged after 5 s, not worked within 2 h: breach at 120 (VP paged), worked at 180; an update
     # at 60 with no deadline pending (not counted), closed at 600.
@@ -177,6 +182,8 @@ CASES = [
             Step(30, T.TRIAGED, S.TRIAGED, severity=2),
             Step(300, T.CUSTOMER_UPDATE, S.TRIAGED, severity=2),
         ],
+        ticket="FW-100008",
+        ticket_step=1,
     ),
     # D: portal Sev3 of partner isp-1 whose first response breached at 48 h; working at the month's end.
     Case(
@@ -220,6 +227,7 @@ CASES = [
             Step(0, T.CASE_OPENED, S.NEW),
             Step(10, T.CLOSED, S.CLOSED),
         ],
+        ticket="FW-100001",
     ),
 ]
 
@@ -243,6 +251,7 @@ def case_events(case: Case) -> list[CaseEvent]:
             details=step.details,
             state=step.state,
             partner_id=case.partner,
+            ticket=case.ticket if seq >= case.ticket_step else None,
             reason=f"step {seq}",
         )
         event = chained(event, seq, prev)

@@ -19,6 +19,7 @@ def test_parse_accepts_a_full_request() -> None:
         "2026-03-01T00:00:00+00:00",
     )
     assert parse("cases", {"month": "2026-12"}).query.end.year == 2027
+    assert parse("sla", {"month": "2026-11", "case": " fw-100003 "}).query.case == "fw-100003"
 
 
 @pytest.mark.parametrize(
@@ -30,6 +31,9 @@ def test_parse_accepts_a_full_request() -> None:
         ("capacity", {"month": "2026-11", "threshold_ms": "fast"}),
         ("uptime", {"month": "2026-00"}),
         ("uptime", {"month": "2026-11", "server": "a/b"}),
+        ("uptime", {"month": "2026-11", "case": "FW-100003"}),  # the drill-down is the SLA report's
+        ("sla", {"month": "2026-11", "case": "x" * 101}),
+        ("sla", {"month": "2026-11", "case": "FW-1\nBcc: x"}),
     ],
 )
 def test_parse_refuses_bad_input(name: str, params: dict[str, str]) -> None:

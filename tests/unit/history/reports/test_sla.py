@@ -41,6 +41,27 @@ def test_per_case_figures(golden: Client) -> None:
     assert (e["time_to_page_s"], e["time_to_work_s"], e["work_met"]) == (120, 3600, True)
 
 
+def test_cases_carry_their_ticket_and_one_is_found_by_ticket_or_id(golden: Client) -> None:
+    cases = {c["case_id"]: c for c in _report(golden)["cases"]}
+    assert {k: c["ticket"] for k, c in cases.items()} == {
+        "case-a": "FW-100004",  # monitor: from its opening
+        "case-b": None,
+        "case-c": "FW-100008",  # email: from its triage, not on its case.opened event
+        "case-d": None,
+        "case-e": None,
+    }
+    assert "case_opened_at" not in _report(golden)
+    for ref in ("FW-100008", "fw-100008", "case-c"):
+        one = _report(golden, case=ref)
+        assert [c["case_id"] for c in one["cases"]] == ["case-c"], ref
+        assert [(r["customer_id"], r["cases"]) for r in one["rows"]] == [("acme", 1)]
+        assert one["case_opened_at"] == "2026-11-07T09:00:00.000Z"
+    october = _report(golden, case="FW-100001")  # case-f: opened in October, asked for in November
+    assert (october["cases"], october["case_opened_at"]) == ([], "2026-10-30T12:00:00.000Z")
+    assert _report(golden, case="FW-999999")["case_opened_at"] is None
+    assert _report(golden, case="FW-100004", customer="beta")["cases"] == []
+
+
 def test_drill_down_timeline_is_the_stored_chain(golden: Client) -> None:
     cases = {c["case_id"]: c for c in _report(golden)["cases"]}
     for case in CASES[:5]:
