@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     # -- local state ---------------------------------------------------------------------------------
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        description="Local state: embedded ClickHouse, Kafka data of `fleetwatch up`, worker stores.",
+        description="Local state: embedded ClickHouse, Kafka data of `fleetwatch up`, worker stores, logs, "
+        "caught mail.",
     )
     log_level: str = Field(default="INFO", description="Log level of every worker.")
 
@@ -91,7 +92,8 @@ class Settings(BaseSettings):
     clock_scale: float = Field(
         default=1.0,
         gt=0,
-        description="Runtime clock speed: 60 makes one policy hour pass in one real minute (demos, tests).",
+        description="Runtime clock speed: 60 makes one policy hour pass in one real minute (`up`'s demo: "
+        "60).",
     )
     clock_origin_ms: int = Field(
         default=0,
@@ -159,6 +161,16 @@ class Settings(BaseSettings):
     intake_rate_per_hour: int = Field(
         default=20, gt=0, description="Emails per sender per hour the intake answers (mail-loop guard)."
     )
+    intake_dns_resolver: str = Field(
+        default="",
+        description="DNS server (host or host:port) for the intake's DKIM key lookups ('' : the system's).",
+    )
+    intake_dns_timeout_s: float = Field(default=5.0, gt=0, description="Time for one DKIM key lookup (s).")
+    intake_trusted_authserv_ids: str = Field(
+        default="",
+        description="Comma-separated authserv-ids of the receiving MTAs whose Authentication-Results the "
+        "intake trusts ('' : none).",
+    )
     portal_host: str = Field(default="127.0.0.1", description="Bind address of the partner portal.")
     portal_port: int = Field(default=8080, description="Port of the partner portal and staff console.")
     portal_public_url: str = Field(
@@ -179,6 +191,19 @@ class Settings(BaseSettings):
         default=None, description="Folder of software releases (catalog.yaml + files) for downloads."
     )
 
+    # -- audit chain signatures (casefile.signing) ------------------------------------------------------
+    audit_signing_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="The case engine's Ed25519 key that signs case events: a PEM (PKCS#8) key, the base64 of "
+        "its 32-byte seed, or the path of a file holding either ('' : data_dir/audit/case-signing-key.pem, "
+        "generated at first start). Readers (CLI, sink, portal) derive its public key from it too.",
+    )
+    audit_keys_file: Path | None = Field(
+        default=None,
+        description="JSON/YAML list of the public keys that verify case events, with their validity (keep "
+        "old keys listed after a rotation); the signing key's own public key is always included.",
+    )
+
     # -- sink / history ------------------------------------------------------------------------------
     clickhouse_dsn: str = Field(
         default="",
@@ -192,11 +217,13 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         le=65535,
-        description="Port of the analysts' endpoint, served by the sink for the embedded store (0: off).",
+        description="Port of the analysts' endpoint, served by the sink for the embedded store (0: off; "
+        "`up`'s demo: 8123).",
     )
     analysts_user: str = Field(default="analyst", description="User name analysts sign in with.")
     analysts_password: SecretStr = Field(
-        default=SecretStr(""), description="Analysts' password (required when analysts_port is set)."
+        default=SecretStr(""),
+        description="Analysts' password (required when analysts_port is set; `up`'s demo: analyst-demo).",
     )
     analysts_max_execution_s: float = Field(
         default=30.0, gt=0, description="Time limit of one analysts' query (max_execution_time)."
@@ -230,11 +257,16 @@ class Settings(BaseSettings):
     )
 
     # -- local stack (`fleetwatch up`) -----------------------------------------------------------------
-    local_kafka_port: int = Field(default=9092, description="PLAINTEXT port of the broker `up` starts.")
-    local_kafka_controller_port: int = Field(
-        default=9093, description="KRaft controller port of the broker `up` starts."
+    local_kafka_port: int = Field(
+        default=9092, description="PLAINTEXT port of the broker `up` and `kafka` start (0: any free port)."
     )
-    local_kafka_heap: str = Field(default="512m", description="Heap (-Xmx) of the broker `up` starts.")
+    local_kafka_controller_port: int = Field(
+        default=9093,
+        description="KRaft controller port of the broker `up` and `kafka` start (0: any free port).",
+    )
+    local_kafka_heap: str = Field(
+        default="512m", description="Heap (-Xmx) of the broker `up` and `kafka` start."
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod

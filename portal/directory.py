@@ -4,6 +4,11 @@ who sign in to the portal (partner users and staff) with argon2 password hashes 
 Loaded from YAML/JSON (`FLEETWATCH_PARTNERS_FILE`, demo: `examples/partners.yaml`). Pure data plus lookups; no
 IO besides `load_directory`. Isolation rests on it: a partner user may see a case only when
 `Directory.may_see(user, case_partner_id, case_customer_id)`.
+
+Each partner says what its email must prove (`mail_auth: {require: none|dkim|authres|any}`, default
+`none`: the envelope sender aligned with From; see `portal.intake.auth`). An email that fails is filed as
+a case of no partner under the reserved customer `UNAUTHENTICATED_CUSTOMER`, which no partner may list,
+so only staff ever see it.
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ from typing import Any
 import yaml
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from fleetcore.errors import ConfigError
 from schemas.inventory import ID_PATTERN
 
 _HASHER = PasswordHasher()
+
+UNAUTHENTICATED_CUSTOMER = "unauthenticated-email"
+"""The customer of the cases the intake opens for email that failed sender authentication: no partner may
+list it, so such a case (no partner either) is visible to staff only."""
 
 
 class PartnerKind(StrEnum):
@@ -34,6 +43,25 @@ class UserRole(StrEnum):
     """A partner's help-desk user: sees and changes only the partner's own cases and customers."""
     STAFF = "staff"
     """Support staff: the triage queue and every case."""
+
+
+class MailAuthRequirement(StrEnum):
+    """What a partner's email must prove besides its envelope sender being aligned with its From."""
+
+    NONE = "none"
+    """Only the alignment (the default)."""
+    DKIM = "dkim"
+    """A DKIM signature the intake verifies, d= aligned with From."""
+    AUTHRES = "authres"
+    """A pass from a trusted receiving MTA's Authentication-Results (dmarc, dkim or spf, aligned)."""
+    ANY = "any"
+    """dkim or authres."""
+
+
+class MailAuth(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    require: MailAuthRequirement = MailAuthRequirement.NONE
 
 
 class Partner(BaseModel):
@@ -52,6 +80,8 @@ class Partner(BaseModel):
     """The customer an emailed case is filed under when the mail does not say (default: the first one)."""
     helpdesk_email: str | None = None
     """Where the partner's replies go (default: the first address)."""
+    mail_auth: MailAuth = MailAuth()
+    """How the intake authenticates this partner's email (`portal.intake.auth`)."""
 
     def filing_customer(self) -> str:
         """The customer a case from this partner is filed under when nothing else says."""
@@ -96,14 +126,21 @@ class Directory(BaseModel):
         for user in self.users.values():
             if user.partner_id and user.partner_id not in self.partners:
                 raise ValueError(f"user {user.username} names unknown partner {user.partner_id}")
+        for partner in self.partners.values():
+            if (
+                UNAUTHENTICATED_CUSTOMER in partner.customers
+                or partner.default_customer == UNAUTHENTICATED_CUSTOMER
+            ):
+                raise ValueError(
+                    f"partner {partner.partner_id} lists the reserved customer {UNAUTHENTICATED_CUSTOMER}"
+                )
         return self
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> Directory:
-        partners = {
-            pid: Partner.model_validate({"partner_id": pid, **(body or {})})
-            for pid, body in (data.get("partners") or {}).items()
-        }
+        partners = _PARTNERS.validate_python(
+            {pid: {"partner_id": pid, **(body or {})} for pid, body in (data.get("partners") or {}).items()}
+        )
         users = {
             name: User.model_validate({"username": name, **(body or {})})
             for name, body in (data.get("users") or {}).items()
@@ -156,6 +193,10 @@ class Directory(BaseModel):
         )
 
 
+_PARTNERS = TypeAdapter(dict[str, Partner])
+"""Partners by id (a validation error's location starts with the partner's id)."""
+
+
 def hash_password(password: str) -> str:
     """An argon2id hash of `password` for the directory file."""
     return _HASHER.hash(password)
@@ -182,4 +223,8 @@ def load_directory(path: Path | None) -> Directory:
     try:
         return Directory.from_mapping(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid partner directory {path}: {exc.errors()[0]['msg']}") from exc
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(
+            f"invalid partner directory {path}: {where + ': ' if where else ''}{first['msg']}"
+        ) from exc

@@ -7,6 +7,9 @@ deterministic (`<kind.case.key-digest@support-domain>`), so a reply to the answe
 case. Subjects carry the case tag `[FW case eml-…]`; the ticket number comes later, after triage, in the
 case engine's email to the partner's help desk.
 
+Troubleshooting links in the partner directory may be paths (`/kb/server-unreachable`): the acknowledgement
+joins them to the portal's public URL (`absolute_links`), so the links follow `portal_public_url`.
+
 Only clean values reach a header: the subject and addresses come from `parse` (one line, no control
 characters), Message-IDs were matched against a strict pattern.
 """
@@ -58,6 +61,13 @@ def _base(
         message["References"] = " ".join([*mail.references[-10:], mail.message_id])
     message.set_content(body)
     return message
+
+
+def absolute_links(links: Sequence[str], base_url: str) -> list[str]:
+    """Troubleshooting links as the partner can follow them: a link that is a path (`/kb/slow-responses`)
+    is joined to the portal's public URL (`portal_public_url`); a full URL is kept as it is."""
+    base = base_url.rstrip("/")
+    return [f"{base}{link}" if link.startswith("/") and base else link for link in links]
 
 
 def _quoted(mail: ParsedMail) -> str:

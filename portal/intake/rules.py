@@ -10,7 +10,11 @@
 * `references_of` / `case_tag` / `ticket_tags` — how a reply names its case: `[FW case eml-…]` (our
   acknowledgement's subject), `[FW-100123]` (the ticket email's subject), or In-Reply-To / References.
 * `named_customer` — `customer: <id>` in the subject or body picks one of the partner's customers.
-* `decide` — the whole matrix: open a case, add to one, or neither; which answer, if any.
+* `decide` — the whole matrix: open a case, add to one, or neither; which answer, if any. Email that
+  failed sender authentication (`auth.verdict`) never joins an existing case and is never answered (the
+  From may be forged: no backscatter); it is kept as a new case of no partner under the reserved customer
+  `UNAUTHENTICATED_CUSTOMER` (staff only), the reason on it. An unknown sender whose envelope is not
+  aligned with its From gets no polite reply either.
 * `case_id_for` / `command_id_for` — deterministic ids from the email's Message-ID (or the digest of its
   bytes), so a redelivered email opens nothing new.
 """
@@ -24,7 +28,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from portal.directory import Partner
+from portal.directory import UNAUTHENTICATED_CUSTOMER, Partner
+from portal.intake.auth import Verdict
 from portal.intake.parse import ParsedMail
 
 CASE_PREFIX = "eml-"
@@ -223,6 +228,10 @@ class Plan:
     """Why (for the log line)."""
     follows: str | None = None
     """A closed case the email referred to (the new case follows it)."""
+    unauthenticated: str | None = None
+    """Why the sender could not be authenticated (the case is kept for staff, the email not answered)."""
+    claimed_partner: str | None = None
+    """The partner an unauthenticated email's From address names."""
 
 
 def decide(
@@ -232,9 +241,11 @@ def decide(
     loop: LoopCheck,
     thread: Thread | None,
     duplicate: bool,
+    auth: Verdict,
 ) -> Plan:
     """The plan for one email before the rate limit (`thread`: the case it refers to, already checked to
-    belong to `partner`; `duplicate`: its Message-ID was handled before)."""
+    belong to `partner`; `duplicate`: its Message-ID was handled before; `auth`: the sender's verdict
+    under the partner's policy, or alignment only for a sender of no partner)."""
     if not loop.file:
         return Plan(Action.NONE, Answer.NONE, note=f"ignored: {loop.reason}")
     answer_ok = loop.answer and not duplicate
@@ -242,8 +253,23 @@ def decide(
     if duplicate:
         quiet = "; redelivered, answered before"
     if partner is None:
+        if not auth.authenticated:
+            answer_ok, quiet = False, f"; not answered: {auth.reason}"
         answer = Answer.UNKNOWN_SENDER if answer_ok else Answer.NONE
         return Plan(Action.NONE, answer, note=f"unknown sender {mail.sender}{quiet}")
+    if not auth.authenticated:
+        case_id = case_id_for(mail, f"unauthenticated:{partner.partner_id}")
+        return Plan(
+            Action.OPEN,
+            Answer.NONE,
+            case_id=case_id,
+            customer_id=UNAUTHENTICATED_CUSTOMER,
+            partner_id=None,
+            note=f"unauthenticated (claims {partner.partner_id}): {auth.reason}; "
+            f"kept for staff in {case_id}, not answered",
+            unauthenticated=auth.reason or "sender not authenticated",
+            claimed_partner=partner.partner_id,
+        )
     if thread is not None and thread.open:
         return Plan(
             Action.REPLY,

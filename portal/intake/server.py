@@ -6,14 +6,22 @@ read: 552). RCPT accepts only the directory's support address (550 otherwise). F
 
   1. parse it (`parse.parse_mail`, in a worker thread); what cannot become a case goes to the dead-letter
      topic with the reason and is answered 550;
-  2. find the partner by the From address, apply the loop rules, find the case it refers to (case tag,
-     ticket tag, In-Reply-To/References through the `ThreadStore` and, when given, the portal's read model);
-     a case is only ever matched when it belongs to the sender's partner (or one of its customers);
+  2. find the partner by the From address, apply the loop rules, authenticate the sender under the
+     partner's `mail_auth` policy (`auth.verdict`: envelope MAIL FROM aligned with From, plus DKIM
+     verified through `intake_dns_resolver` and/or a trusted MTA's Authentication-Results; a DNS
+     timeout is answered 451), and, when authenticated, find the case it refers to (case tag, ticket
+     tag, In-Reply-To/References through the `ThreadStore`, keyed by partner, and, when given, the
+     portal's read model); a case is only ever matched when it belongs to the sender's partner (or one of
+     its customers);
   3. `rules.decide`: OPEN a case (deterministic ids: a redelivered email opens nothing new), add the email
-     to its case (CUSTOMER_REPLIED), or neither; the rate limit may take the answer away;
+     to its case (CUSTOMER_REPLIED), or neither; the rate limit may take the answer away. Unauthenticated
+     email opens a staff-only case (no partner, customer `UNAUTHENTICATED_CUSTOMER`, `details.
+     unauthenticated` = the reason, no `from`, so nothing is ever written to the address it claims) and
+     is not answered;
   4. send the command (acks=all) and only then answer 250; a command Kafka did not take is answered 451,
      so the sending MTA retries (the ids make the retry harmless);
-  5. record the email's and the answer's Message-IDs, and send the answer (acknowledgement, "added to
+  5. record the email's and the answer's Message-IDs (under the partner), and send the answer
+     (acknowledgement with its troubleshooting links made absolute on the portal's public URL, "added to
      your case", or the polite unknown-sender reply) through `smtp_host:smtp_port` in the background.
 
 Nothing an email contains can stop the server: any exception while handling one is logged and answered
@@ -45,8 +53,9 @@ from fleetcore.errors import BrokerError
 from fleetcore.kafka_admin import ensure_topics
 from fleetcore.logs import setup_logging
 from fleetcore.settings import Settings
-from portal.directory import Directory, Partner, load_directory
+from portal.directory import Directory, MailAuthRequirement, Partner, load_directory
 from portal.intake import replies
+from portal.intake.auth import AuthResult, DkimResult, Evidence, Verdict, verdict
 from portal.intake.parse import MalformedMail, ParsedMail, clip, one_line, parse_mail
 from portal.intake.rules import (
     Action,
@@ -61,7 +70,8 @@ from portal.intake.rules import (
     rate_limited,
     references_of,
 )
-from portal.intake.threads import ThreadStore
+from portal.intake.threads import UNAUTHENTICATED, ThreadStore
+from portal.intake.verify import DnsUnavailable, TxtLookup, dkim_results, resolver_lookup, trusted_results
 from schemas.cases import CaseSource, CaseState
 from schemas.commands import CaseCommand, CommandType
 from schemas.deadletter import DeadLetter
@@ -114,6 +124,7 @@ class IntakeStats:
     dead_letters: int = 0
     errors: int = 0
     refused_recipients: int = 0
+    unauthenticated: int = 0
 
 
 @dataclass(frozen=True)
@@ -122,15 +133,26 @@ class IntakeConfig:
     max_parts: int
     rate_per_hour: int
     portal_url: str = ""
+    """The portal's public URL: the unknown-sender reply names it, relative troubleshooting links join it."""
+    trusted_authserv_ids: tuple[str, ...] = ()
+    """Receiving MTAs whose Authentication-Results are honoured (`verify.trusted_results`)."""
+    dns_resolver: str = ""
+    dns_timeout_s: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings, directory: Directory) -> IntakeConfig:
         portal = settings.portal_public_url or f"http://{settings.portal_host}:{settings.portal_port}"
+        trusted = tuple(
+            t.strip().lower() for t in settings.intake_trusted_authserv_ids.split(",") if t.strip()
+        )
         return cls(
             support_address=directory.support_address.strip().lower(),
             max_parts=settings.intake_max_parts,
             rate_per_hour=settings.intake_rate_per_hour,
-            portal_url=portal,
+            portal_url=portal.rstrip("/"),
+            trusted_authserv_ids=trusted,
+            dns_resolver=settings.intake_dns_resolver.strip(),
+            dns_timeout_s=settings.intake_dns_timeout_s,
         )
 
 
@@ -149,6 +171,7 @@ class Intake:
         lookup: CaseLookup | None = None,
         clock: Clock | None = None,
         wall_clock: Clock | None = None,
+        dns_lookup: TxtLookup | None = None,
     ) -> None:
         self.config = config
         self.directory = directory
@@ -157,6 +180,8 @@ class Intake:
         self.send_mail = send_mail
         self.threads = threads
         self.lookup = lookup
+        self.dns_lookup = dns_lookup or resolver_lookup(config.dns_resolver, config.dns_timeout_s)
+        """DKIM key lookups (dkimpy's dnsfunc)."""
         self.clock = clock or SystemClock()
         """Policy time: the `at` of commands."""
         self.wall_clock = wall_clock or SystemClock()
@@ -198,6 +223,12 @@ class Intake:
             self.stats.errors += 1
             log.error("intake: cannot file an email from %s now: %s", one_line(envelope_sender), exc)
             return "451 4.3.0 Cannot file your email right now, please try again later"
+        except DnsUnavailable as exc:
+            self.stats.errors += 1
+            log.warning(
+                "intake: cannot verify an email from %s now: %s", one_line(envelope_sender)[:200], exc
+            )
+            return "451 4.7.5 Cannot verify the sender right now, please try again later"
         except Exception:
             self.stats.errors += 1
             log.exception("intake: failed to handle an email from %s", one_line(envelope_sender)[:200])
@@ -213,9 +244,13 @@ class Intake:
             return f"550 5.6.0 Cannot accept this message: {one_line(str(exc))[:200]}"
         partner = self.directory.partner_for_sender(mail.sender)
         loop = loop_check(mail, envelope_sender, self.config.support_address)
-        duplicate = self.threads.get(mail.key) is not None
-        thread = self._thread(mail, partner) if partner is not None and loop.file else None
-        plan = decide(mail, partner=partner, loop=loop, thread=thread, duplicate=duplicate)
+        auth = await self._authenticate(raw, mail, envelope_sender, partner if loop.file else None)
+        key = _thread_key(partner, auth)
+        duplicate = self.threads.get(key, mail.key) is not None
+        thread = (
+            self._thread(mail, partner) if partner is not None and loop.file and auth.authenticated else None
+        )
+        plan = decide(mail, partner=partner, loop=loop, thread=thread, duplicate=duplicate, auth=auth)
         if plan.answer is not Answer.NONE and not self.limiter.allow(mail.sender, self.wall_clock.now()):
             plan = rate_limited(plan)
             self.stats.rate_limited += 1
@@ -228,14 +263,33 @@ class Intake:
             self._answer(plan, mail, partner)
             return "250 2.0.0 Accepted"
         assert plan.case_id is not None
-        await self.send_command(self._command(plan, mail))
-        self.threads.add(mail.key, plan.case_id, plan.partner_id)
-        if plan.action is Action.OPEN:
+        await self.send_command(self._command(plan, mail, envelope_sender))
+        self.threads.add(key, mail.key, plan.case_id, plan.partner_id)
+        if plan.unauthenticated is not None:
+            self.stats.unauthenticated += 1
+            log.warning("intake: unauthenticated email from %s: %s", mail.sender, plan.unauthenticated)
+        elif plan.action is Action.OPEN:
             self.stats.opened += 1
         else:
             self.stats.replies += 1
         self._answer(plan, mail, partner)
         return f"250 2.0.0 Filed in case {plan.case_id}"
+
+    # -- authentication --------------------------------------------------------------------------------
+
+    async def _authenticate(
+        self, raw: bytes, mail: ParsedMail, envelope_sender: str, partner: Partner | None
+    ) -> Verdict:
+        """The sender's verdict under `partner`'s policy (alignment only for a sender of no partner). Looks
+        up only what the policy needs; DKIM (DNS) in a worker thread. Raises `DnsUnavailable`."""
+        require = partner.mail_auth.require if partner is not None else MailAuthRequirement.NONE
+        dkim: tuple[DkimResult, ...] = ()
+        if require in (MailAuthRequirement.DKIM, MailAuthRequirement.ANY):
+            dkim = await asyncio.to_thread(dkim_results, raw, self.dns_lookup)
+        trusted: tuple[AuthResult, ...] = ()
+        if require in (MailAuthRequirement.AUTHRES, MailAuthRequirement.ANY):
+            trusted = trusted_results(raw, self.config.trusted_authserv_ids)
+        return verdict(mail, envelope_sender, Evidence(dkim=dkim, authres=trusted), require)
 
     # -- threading -------------------------------------------------------------------------------------
 
@@ -244,13 +298,13 @@ class Intake:
         unresolved: list[str] = []
         candidates: list[tuple[str, tuple[Thread, str | None]]] = []
         for kind, ref in references_of(mail):
-            found = self._find(kind, ref)
+            found = self._find(kind, ref, partner.partner_id)
             if found is not None:
                 candidates.append((f"{kind} {ref}", found))
             elif kind is RefKind.MESSAGE_ID:
                 unresolved.append(ref)
         if unresolved and self.lookup is not None:  # one pass over the read model for all the others
-            views = self._views_by_message_id(set(unresolved))
+            views = self._views_by_message_id(set(unresolved), partner)
             candidates += [
                 (f"message-id {ref}", self._thread_of(view.case_id, view.partner, view))
                 for ref in unresolved
@@ -264,10 +318,11 @@ class Intake:
             log.warning("intake: %s names %s of another partner; not threaded", mail.sender, what)
         return None
 
-    def _find(self, kind: RefKind, ref: str) -> tuple[Thread, str | None] | None:
-        """The case `ref` names, from the thread store first, then the read model (no scans)."""
+    def _find(self, kind: RefKind, ref: str, partner_id: str) -> tuple[Thread, str | None] | None:
+        """The case `ref` names, from the thread store first (`partner_id`'s own Message-IDs only), then
+        the read model (no scans)."""
         if kind is RefKind.MESSAGE_ID:
-            record = self.threads.get(ref)
+            record = self.threads.get(partner_id, ref)
             if record is None:
                 return None
             return self._thread_of(record.case_id, record.partner_id, self._view(record.case_id))
@@ -292,10 +347,16 @@ class Intake:
     def _view(self, ref: str) -> CaseView | None:
         return self.lookup.get(ref) if self.lookup is not None else None
 
-    def _views_by_message_id(self, wanted: set[str]) -> dict[str, CaseView]:
-        """The cases whose events record one of the `wanted` Message-IDs (`details.message_id`)."""
+    def _views_by_message_id(self, wanted: set[str], partner: Partner) -> dict[str, CaseView]:
+        """`partner`'s cases whose events record one of the `wanted` Message-IDs (`details.message_id`):
+        another partner's case that records the same Message-ID is never a candidate."""
         found: dict[str, CaseView] = {}
         for view in self.lookup.views() if self.lookup is not None else ():
+            if not (
+                view.partner == partner.partner_id
+                or (view.partner is None and view.customer is not None and view.customer in partner.customers)
+            ):
+                continue
             for event in view.timeline:
                 mid = event.details.get("message_id")
                 if isinstance(mid, str) and mid in wanted:
@@ -304,7 +365,7 @@ class Intake:
 
     # -- commands and answers --------------------------------------------------------------------------
 
-    def _command(self, plan: Plan, mail: ParsedMail) -> CaseCommand:
+    def _command(self, plan: Plan, mail: ParsedMail, envelope_sender: str) -> CaseCommand:
         assert plan.case_id is not None
         details: dict[str, str | int | float | bool | None] = {
             "from": mail.sender,
@@ -316,6 +377,35 @@ class Intake:
             details["clipped"] = True
         actor = clip(f"email:{mail.sender}", 200)
         message = mail.body or "(no text)"
+        if plan.unauthenticated is not None:
+            # no `from`: the engine would write to it (the requester); the address is only claimed
+            del details["from"]
+            details.update(
+                {
+                    "unauthenticated": clip(one_line(plan.unauthenticated), 1000),
+                    "claimed_from": mail.sender,
+                    "claimed_partner": plan.claimed_partner,
+                    "envelope_from": clip(one_line(envelope_sender), 300),
+                }
+            )
+            actor = clip(f"unauthenticated-email:{mail.sender}", 200)
+            return CaseCommand(
+                command_id=command_id_for(mail, "open-unauthenticated"),
+                case_id=plan.case_id,
+                type=CommandType.OPEN,
+                at=self.clock.now(),
+                actor=actor,
+                reason=clip(
+                    f"unauthenticated email claiming to be from {mail.sender}: {plan.unauthenticated}", 4000
+                ),
+                source=CaseSource.EMAIL,
+                customer_id=plan.customer_id,
+                partner_id=None,
+                severity=None,
+                title=mail.subject or "(no subject)",
+                message=message,
+                details=details,
+            )
         if plan.action is Action.OPEN:
             if plan.follows:
                 details["follows"] = plan.follows
@@ -369,7 +459,7 @@ class Intake:
                 case_id=plan.case_id,
                 partner_name=partner.name,
                 customer_id=plan.customer_id,
-                links=self.directory.troubleshooting_links,
+                links=replies.absolute_links(self.directory.troubleshooting_links, self.config.portal_url),
                 support_address=support,
                 now=now,
             )
@@ -382,7 +472,7 @@ class Intake:
         else:
             return
         if plan.case_id:
-            self.threads.add(str(message["Message-ID"]), plan.case_id, plan.partner_id)
+            self.threads.add(plan.partner_id, str(message["Message-ID"]), plan.case_id, plan.partner_id)
         task = asyncio.create_task(self._deliver(message, mail.sender))
         self._answers.add(task)
         task.add_done_callback(self._answers.discard)
@@ -405,6 +495,13 @@ class Intake:
         """Wait for answers still being sent (at most `timeout_s`)."""
         if self._answers:
             await asyncio.wait(set(self._answers), timeout=timeout_s)
+
+
+def _thread_key(partner: Partner | None, auth: Verdict) -> str | None:
+    """What an email's Message-ID is recorded and looked up under: its partner, or `UNAUTHENTICATED`."""
+    if partner is None:
+        return None
+    return partner.partner_id if auth.authenticated else UNAUTHENTICATED
 
 
 def _attachments_json(mail: ParsedMail) -> str:

@@ -1,8 +1,12 @@
 """Which Message-IDs belong to which case: a small append-only map kept under data_dir.
 
 Every email the intake files (the opening email, each reply) and every answer it sends is recorded as
-`message-id -> (case id, partner id)`, so a reply whose In-Reply-To or References names any of them threads
-into the case, and a redelivered email (same Message-ID) is recognised and not answered twice. One JSON
+`(partner id, message-id) -> case id`, so a reply whose In-Reply-To or References names any of them threads
+into the case, and a redelivered email (same Message-ID) is recognised and not answered twice. The key
+includes the partner: a Message-ID is only the sender's word, so another partner's email reusing it (by
+accident or on purpose) neither counts as a redelivery nor takes the thread over; each partner only ever
+finds its own records. Email that failed sender authentication is recorded under its own key
+(`UNAUTHENTICATED`), never under the partner it claims to be. One JSON
 object per line in `<data_dir>/intake/threads.jsonl`; a torn last line (a crash mid-write) is skipped on
 load. At most `max_entries` are kept in memory (the oldest forgotten first); the file is rewritten with
 only those when it holds twice as many lines.
@@ -19,6 +23,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 MAX_ENTRIES = 200_000
+UNAUTHENTICATED = "!unauthenticated"
+"""The partner key of email that failed sender authentication (no partner id can look like it)."""
 
 
 @dataclass(frozen=True)
@@ -28,12 +34,12 @@ class ThreadRecord:
 
 
 class ThreadStore:
-    """message-id -> case, persisted as JSON lines (`path` None: memory only)."""
+    """(partner, message-id) -> case, persisted as JSON lines (`path` None: memory only)."""
 
     def __init__(self, path: Path | None, max_entries: int = MAX_ENTRIES) -> None:
         self.path = path
         self.max_entries = max_entries
-        self._by_message: OrderedDict[str, ThreadRecord] = OrderedDict()
+        self._by_message: OrderedDict[tuple[str, str], ThreadRecord] = OrderedDict()
         self._cases: OrderedDict[str, str | None] = OrderedDict()
         self._lines = 0
         if path is not None:
@@ -49,7 +55,9 @@ class ThreadStore:
                 try:
                     data = json.loads(line)
                     record = ThreadRecord(str(data["case"]), data.get("partner"))
-                    self._remember(str(data["mid"]), record)
+                    self._remember(
+                        (str(data.get("key") or record.partner_id or ""), str(data["mid"])), record
+                    )
                 except (ValueError, KeyError, TypeError):
                     log.warning("intake: skipping an unreadable line of %s", path)
         if self._lines > 2 * self.max_entries:
@@ -58,14 +66,14 @@ class ThreadStore:
     def _rewrite(self, path: Path) -> None:
         temp = path.with_suffix(".tmp")
         with temp.open("w", encoding="utf-8") as handle:
-            for mid, record in self._by_message.items():
-                handle.write(_line(mid, record))
+            for key, record in self._by_message.items():
+                handle.write(_line(key, record))
         temp.replace(path)
         self._lines = len(self._by_message)
 
-    def _remember(self, message_id: str, record: ThreadRecord) -> None:
-        self._by_message.pop(message_id, None)
-        self._by_message[message_id] = record
+    def _remember(self, key: tuple[str, str], record: ThreadRecord) -> None:
+        self._by_message.pop(key, None)
+        self._by_message[key] = record
         self._cases.pop(record.case_id, None)
         self._cases[record.case_id] = record.partner_id
         while len(self._by_message) > self.max_entries:
@@ -73,9 +81,11 @@ class ThreadStore:
         while len(self._cases) > self.max_entries:
             self._cases.popitem(last=False)
 
-    def get(self, message_id: str) -> ThreadRecord | None:
-        """The case an email with this Message-ID belongs to, if the intake filed or sent it."""
-        return self._by_message.get(message_id)
+    def get(self, partner: str | None, message_id: str) -> ThreadRecord | None:
+        """The case of `partner`'s email (or our answer to it) with this Message-ID, if the intake filed or
+        sent it (`partner` None: senders of no partner; `UNAUTHENTICATED`: email that failed
+        authentication)."""
+        return self._by_message.get((partner or "", message_id))
 
     def case(self, case_id: str) -> ThreadRecord | None:
         """The case with this id, if the intake opened it or added to it."""
@@ -83,17 +93,21 @@ class ThreadStore:
             return None
         return ThreadRecord(case_id, self._cases[case_id])
 
-    def add(self, message_id: str, case_id: str, partner_id: str | None) -> None:
-        """Record that `message_id` belongs to `case_id` (durably, when there is a file)."""
+    def add(self, partner: str | None, message_id: str, case_id: str, partner_id: str | None) -> None:
+        """Record that `partner`'s `message_id` belongs to `case_id`, a case of `partner_id` (durably, when
+        there is a file). `partner` is the key the email is found under again (see `get`)."""
+        key = (partner or "", message_id)
         record = ThreadRecord(case_id, partner_id)
-        if self._by_message.get(message_id) == record:
+        if self._by_message.get(key) == record:
             return
-        self._remember(message_id, record)
+        self._remember(key, record)
         if self.path is not None:
             with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(_line(message_id, record))
+                handle.write(_line(key, record))
             self._lines += 1
 
 
-def _line(message_id: str, record: ThreadRecord) -> str:
-    return json.dumps({"mid": message_id, "case": record.case_id, "partner": record.partner_id}) + "\n"
+def _line(key: tuple[str, str], record: ThreadRecord) -> str:
+    partner, mid = key
+    data = {"key": partner, "mid": mid, "case": record.case_id, "partner": record.partner_id}
+    return json.dumps(data) + "\n"

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from portal.directory import Partner
+from portal.directory import UNAUTHENTICATED_CUSTOMER, Partner
+from portal.intake.auth import Verdict
 from portal.intake.parse import ParsedMail
 from portal.intake.rules import (
     Action,
@@ -180,12 +181,14 @@ def test_ids_are_deterministic() -> None:
 
 
 OK = LoopCheck()
+PASS = Verdict(True, "alignment")
+FAIL = Verdict(False, reason="envelope sender domain telco-isp.example is not aligned with From domain")
 QUIET = LoopCheck(answer=False, file=True, reason="Precedence: bulk")
 DROP = LoopCheck(answer=False, file=False, reason="Auto-Submitted: auto-replied")
 
 
 def test_partner_mail_opens_a_case_with_an_ack() -> None:
-    plan = decide(mail(), partner=NORTHWIND, loop=OK, thread=None, duplicate=False)
+    plan = decide(mail(), partner=NORTHWIND, loop=OK, thread=None, duplicate=False, auth=PASS)
     assert plan.action is Action.OPEN
     assert plan.answer is Answer.ACK
     assert plan.case_id == case_id_for(mail(), "northwind-partners")
@@ -193,19 +196,21 @@ def test_partner_mail_opens_a_case_with_an_ack() -> None:
 
 
 def test_named_customer_is_used() -> None:
-    plan = decide(mail(body="customer: umbrella"), partner=NORTHWIND, loop=OK, thread=None, duplicate=False)
+    plan = decide(
+        mail(body="customer: umbrella"), partner=NORTHWIND, loop=OK, thread=None, duplicate=False, auth=PASS
+    )
     assert plan.customer_id == "umbrella"
 
 
 def test_reply_to_an_open_case() -> None:
     thread = Thread("eml-0123456789abcdef0123", "northwind-partners")
-    plan = decide(mail(), partner=NORTHWIND, loop=OK, thread=thread, duplicate=False)
+    plan = decide(mail(), partner=NORTHWIND, loop=OK, thread=thread, duplicate=False, auth=PASS)
     assert (plan.action, plan.answer, plan.case_id) == (Action.REPLY, Answer.ADDED, thread.case_id)
 
 
 def test_reply_to_a_closed_case_opens_a_new_one() -> None:
     thread = Thread("eml-0123456789abcdef0123", "northwind-partners", open=False)
-    plan = decide(mail(), partner=NORTHWIND, loop=OK, thread=thread, duplicate=False)
+    plan = decide(mail(), partner=NORTHWIND, loop=OK, thread=thread, duplicate=False, auth=PASS)
     assert plan.action is Action.OPEN
     assert plan.follows == thread.case_id
     assert plan.case_id != thread.case_id
@@ -225,12 +230,34 @@ def test_reply_to_a_closed_case_opens_a_new_one() -> None:
 def test_decision_matrix(
     partner: Partner | None, loop: LoopCheck, duplicate: bool, action: Action, answer: Answer
 ) -> None:
-    plan = decide(mail(), partner=partner, loop=loop, thread=None, duplicate=duplicate)
+    plan = decide(mail(), partner=partner, loop=loop, thread=None, duplicate=duplicate, auth=PASS)
     assert (plan.action, plan.answer) == (action, answer)
     assert plan.note
 
 
 def test_rate_limited_plan_keeps_its_action() -> None:
-    plan = rate_limited(decide(mail(), partner=NORTHWIND, loop=OK, thread=None, duplicate=False))
+    plan = rate_limited(decide(mail(), partner=NORTHWIND, loop=OK, thread=None, duplicate=False, auth=PASS))
     assert (plan.action, plan.answer) == (Action.OPEN, Answer.NONE)
     assert "rate limit" in plan.note
+
+
+def test_unauthenticated_partner_mail_is_kept_for_staff_and_never_joins_a_case() -> None:
+    thread = Thread("eml-0123456789abcdef0123", "northwind-partners")
+    for given in (None, thread):
+        plan = decide(mail(), partner=NORTHWIND, loop=OK, thread=given, duplicate=False, auth=FAIL)
+        assert (plan.action, plan.answer) == (Action.OPEN, Answer.NONE)
+        assert plan.case_id != thread.case_id
+        assert plan.case_id != case_id_for(mail(), "northwind-partners")
+        assert (plan.customer_id, plan.partner_id) == (UNAUTHENTICATED_CUSTOMER, None)
+        assert plan.unauthenticated == FAIL.reason
+        assert plan.claimed_partner == "northwind-partners"
+    authenticated = decide(mail(), partner=NORTHWIND, loop=OK, thread=None, duplicate=False, auth=PASS)
+    assert authenticated.unauthenticated is None
+
+
+def test_unknown_sender_with_a_misaligned_envelope_gets_no_reply() -> None:
+    plan = decide(
+        mail("someone@elsewhere.example"), partner=None, loop=OK, thread=None, duplicate=False, auth=FAIL
+    )
+    assert (plan.action, plan.answer) == (Action.NONE, Answer.NONE)
+    assert "not aligned" in plan.note
