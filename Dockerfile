@@ -4,9 +4,10 @@
 #   docker build -t fleetwatch:local .
 #   docker run --rm fleetwatch:local --help
 #
-# Everything is installed at build time (`pip install .` from the repo copy); nothing is downloaded when a
-# container runs. `fleetwatch up` (local broker from Maven jars) is a developer command and is not meant to
-# run in this image: production uses docker-compose.yml (Kafka and ClickHouse as their own services).
+# Everything is installed at build time (the runtime lock, then the project from the repo copy); nothing is
+# downloaded when a container runs. `fleetwatch up` (local broker from Maven jars) is a developer command and
+# is not meant to run in this image: production uses docker-compose.yml (Kafka and ClickHouse as their own
+# services).
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -21,11 +22,16 @@ RUN groupadd --system --gid 10001 fleetwatch \
         --shell /usr/sbin/nologin fleetwatch \
     && install -d -o fleetwatch -g fleetwatch -m 0750 /var/lib/fleetwatch
 
-# Install the project (and its pinned dependencies, all shipped as wheels) from the build context;
-# .dockerignore keeps .venv, .git, caches and local state out of it. The source copy is removed afterwards.
+# The runtime lock (`make lock` writes it from pyproject.toml; exact versions, hash-checked) in a layer of its
+# own, rebuilt only when the lock changes; then the project from the build context without resolving anything
+# (.dockerignore keeps .venv, .git, caches and local state out of it). `pip check` fails the build if the lock
+# does not satisfy the project's requirements. The source copy is removed afterwards.
+COPY requirements/runtime.txt /src/requirements/runtime.txt
+RUN pip install --require-hashes -r /src/requirements/runtime.txt
 COPY . /src
-RUN pip install /src \
+RUN pip install --no-deps /src \
     && rm -rf /src \
+    && pip check \
     && fleetwatch --help > /dev/null
 
 # Local state (Faust worker data, the embedded store if no ClickHouse DSN is given) goes here.
