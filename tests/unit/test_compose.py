@@ -35,6 +35,7 @@ import yaml
 
 from fleetcore.settings import Settings
 from fleetwatch.cli import build_parser
+from fleetwatch.kafka_local import KAFKA_VERSION
 from probes.inventory import load_inventory_file
 from sinks.notifier.directory import load_directory
 from streams.sla import load_policy_book
@@ -139,6 +140,13 @@ def interpolate(value: str, given: Mapping[str, str] | None = None) -> str:
     return _INTERPOLATION.sub(sub, value.replace("$$", "\0")).replace("\0", "$")
 
 
+def required_vars(value: str) -> list[str]:
+    """The `${VAR:?message}` names of `value`: `docker compose` refuses to start while one is unset or empty."""
+    return [
+        m.group("name") for m in _INTERPOLATION.finditer(value.replace("$$", "")) if m.group("op") == ":?"
+    ]
+
+
 def unknown_fleetwatch_vars(env: Mapping[str, object]) -> list[str]:
     """FLEETWATCH_* names that are no `FLEETWATCH_<field>` of Settings (Settings ignores typos silently)."""
     fields = set(Settings.model_fields)
@@ -206,13 +214,21 @@ def depends_on(service: Mapping[str, Any]) -> dict[str, str]:
     return {name: (spec or {}).get("condition", "service_started") for name, spec in deps.items()}
 
 
-def mounted_host_file(service: Mapping[str, Any], container_file: Path) -> Path | None:
-    """The host file a bind mount of `service` shows at `container_file` (None: on no mounted volume)."""
+def mounts(service: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A service's volumes as (source, target), from the short (`src:dst[:mode]`) or the long syntax."""
+    out = []
     for volume in service.get("volumes", []):
         if isinstance(volume, str):
             source, target = volume.split(":")[:2]
         else:
             source, target = volume["source"], volume["target"]
+        out.append((source, target))
+    return out
+
+
+def mounted_host_file(service: Mapping[str, Any], container_file: Path) -> Path | None:
+    """The host file a bind mount of `service` shows at `container_file` (None: on no mounted volume)."""
+    for source, target in mounts(service):
         if container_file.is_relative_to(target):
             return (REPO_ROOT / source / container_file.relative_to(target)).resolve()
     return None
@@ -411,6 +427,13 @@ def test_kafka_broker_heap_is_bounded(services: dict[str, dict[str, Any]]) -> No
     assert "kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
 
 
+def test_kafka_image_is_the_local_brokers_version(services: dict[str, dict[str, Any]]) -> None:
+    """Production runs the Kafka version the tests and `fleetwatch up` run (fleetwatch.kafka_local)."""
+    image, _, tag = str(services["kafka"]["image"]).rpartition(":")
+    assert image == "apache/kafka"
+    assert tag == KAFKA_VERSION, f"kafka image {tag}, the local broker and the tests run {KAFKA_VERSION}"
+
+
 def test_kafka_is_a_single_kraft_node_without_auto_create(services: dict[str, dict[str, Any]]) -> None:
     env = environment(services["kafka"])
     assert set((env.get("KAFKA_PROCESS_ROLES") or "").split(",")) == {"broker", "controller"}
@@ -490,6 +513,36 @@ def test_intake_and_portal_read_a_mounted_partner_directory(services: dict[str, 
         assert directory.partners, f"{name}: the mounted partner directory lists no partner"
 
 
+# Workers that write local state under FLEETWATCH_DATA_DIR, and what they keep there.
+STATEFUL_SERVICES = {
+    "stream": "the case engine's generated audit signing key (casefile.signing), Faust's data dir",
+    "intake": "the map of Message-IDs to cases (portal.intake.threads)",
+}
+
+
+def test_workers_with_local_state_keep_their_data_dir_on_a_named_volume(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    declared = compose.get("volumes") or {}
+    owners: dict[str, str] = {}
+    for name, kept in STATEFUL_SERVICES.items():
+        data_dir = interpolate(environment(services[name]).get("FLEETWATCH_DATA_DIR") or "").rstrip("/")
+        assert data_dir, f"{name}: FLEETWATCH_DATA_DIR is not set"
+        volumes = [src for src, target in mounts(services[name]) if target.rstrip("/") == data_dir]
+        assert volumes, f"{name}: {data_dir} ({kept}) is on no volume: it is lost with the container"
+        assert volumes[0] in declared, f"{name}: {volumes[0]} at {data_dir} is no named (top-level) volume"
+        assert owners.setdefault(volumes[0], name) == name, f"{name} and {owners[volumes[0]]} share a volume"
+
+
+def test_portal_secret_is_required(services: dict[str, dict[str, Any]]) -> None:
+    """Without a configured secret the portal keeps a random one in its container: sessions die with it."""
+    value = environment(services["portal"]).get("FLEETWATCH_PORTAL_SECRET") or ""
+    assert required_vars(value) == ["FLEETWATCH_PORTAL_SECRET"], (
+        f"portal: FLEETWATCH_PORTAL_SECRET={value!r}; use ${{FLEETWATCH_PORTAL_SECRET:?...}}"
+    )
+    assert interpolate(value, {"FLEETWATCH_PORTAL_SECRET": "k3y"}) == "k3y"
+
+
 def test_mount_lookup_fails_for_unmounted_paths(services: dict[str, dict[str, Any]]) -> None:
     assert mounted_host_file(services["notify"], Path("/etc/contacts.yaml")) is None
     assert mounted_host_file(services["sink"], Path("/config/contacts.yaml")) is None
@@ -547,6 +600,7 @@ def test_interpolate_follows_compose_rules() -> None:
     assert interpolate("${A:?must be set}") == "x"
     assert interpolate("${A:-dflt}/${B}", {"A": "a", "B": "b"}) == "a/b"
     assert interpolate("$${A}") == "${A}"
+    assert required_vars("${A:?set A}/${B:-b}/${C?unset only}/$${D:?x}") == ["A"]
 
 
 # -- the image -----------------------------------------------------------------------------------------
