@@ -11,12 +11,20 @@ from pathlib import Path
 import pytest
 
 from casefile.view import CaseView
-from portal.directory import Directory, load_directory
+from portal.directory import (
+    UNAUTHENTICATED_CUSTOMER,
+    Directory,
+    MailAuth,
+    MailAuthRequirement,
+    load_directory,
+)
 from portal.intake.server import CommandNotSent, Intake, IntakeConfig
 from portal.intake.threads import ThreadStore
+from portal.intake.verify import DnsUnavailable, TxtLookup
 from schemas.cases import CaseEvent, CaseEventType, CaseSource, CaseState, event_id_for
 from schemas.commands import CaseCommand, CommandType
 from schemas.deadletter import DeadLetter
+from tests.mailauth import DkimKey
 
 PARTNERS = Path(__file__).resolve().parents[4] / "examples" / "partners.yaml"
 SUPPORT = "support@fleetwatch.local"
@@ -75,11 +83,25 @@ def directory() -> Directory:
 
 
 def make_intake(
-    directory: Directory, sinks: Sinks, lookup: FakeLookup | None = None, rate: int = 20
+    directory: Directory,
+    sinks: Sinks,
+    lookup: FakeLookup | None = None,
+    rate: int = 20,
+    *,
+    portal_url: str = "http://portal",
+    dns_lookup: TxtLookup | None = None,
+    trusted: tuple[str, ...] = (),
 ) -> tuple[Intake, FakeClock]:
     clock = FakeClock()
+    config = IntakeConfig(
+        support_address=SUPPORT,
+        max_parts=20,
+        rate_per_hour=rate,
+        portal_url=portal_url,
+        trusted_authserv_ids=trusted,
+    )
     intake = Intake(
-        IntakeConfig(support_address=SUPPORT, max_parts=20, rate_per_hour=rate, portal_url="http://portal"),
+        config,
         directory,
         send_command=sinks.command,
         send_dead_letter=sinks.letter,
@@ -88,6 +110,7 @@ def make_intake(
         lookup=lookup,
         clock=clock,
         wall_clock=clock,
+        dns_lookup=dns_lookup,
     )
     return intake, clock
 
@@ -348,3 +371,194 @@ async def test_in_reply_to_found_through_the_read_model(directory: Directory) ->
     first, second = sinks.commands
     assert (first.type, first.case_id) == (CommandType.CUSTOMER_REPLIED, case_id)
     assert (second.type, second.partner_id) == (CommandType.OPEN, "telco-isp")  # not Tom's case
+
+
+# -- who is speaking, and whose thread it is -----------------------------------------------------------------
+
+
+def requiring(directory: Directory, partner_id: str, require: MailAuthRequirement) -> Directory:
+    partner = directory.partners[partner_id].model_copy(update={"mail_auth": MailAuth(require=require)})
+    return directory.model_copy(update={"partners": {**directory.partners, partner_id: partner}})
+
+
+async def test_spoofed_from_with_a_foreign_envelope_never_joins_the_partners_case(
+    directory: Directory,
+) -> None:
+    """`From: helpdesk@northwind…` sent with a Telco envelope and Northwind's case tag: kept for staff as a
+    new case of no partner, not added to Northwind's case, and nothing is written to the forged address."""
+    sinks = Sinks()
+    intake, _ = make_intake(directory, sinks)
+    await intake.process(raw(), NADIA)
+    await intake.drain()
+    northwind_case = sinks.commands[0].case_id
+    spoof = raw(
+        subject=f"Re: [FW case {northwind_case}] please close it", message_id="<spoof@telco-isp.example>"
+    )
+    reply = await intake.process(spoof, TOM)
+    await intake.drain()
+    assert reply.startswith("250 ")
+    kept = sinks.commands[1]
+    assert kept.type is CommandType.OPEN
+    assert kept.case_id != northwind_case
+    assert (kept.customer_id, kept.partner_id) == (UNAUTHENTICATED_CUSTOMER, None)
+    assert kept.details["unauthenticated"] == (
+        "envelope sender domain telco-isp.example is not aligned with From domain northwind.example"
+    )
+    assert kept.details["claimed_from"] == NADIA
+    assert kept.details["claimed_partner"] == "northwind-partners"
+    assert kept.details["envelope_from"] == TOM
+    assert "from" not in kept.details  # the engine writes to `from` (the requester): never to a forged one
+    assert kept.message == "It stopped answering at 10:00."
+    assert len(sinks.mails) == 1  # only the acknowledgement of the real case: no backscatter
+    assert intake.stats.unauthenticated == 1
+    # redelivered: the same ids again, still unanswered
+    await intake.process(spoof, TOM)
+    await intake.drain()
+    assert sinks.commands[2] == kept
+    assert len(sinks.mails) == 1
+    # Northwind's real reply is still threaded into its case
+    await intake.process(raw(subject=f"Re: [FW case {northwind_case}] more", message_id="<m9@x>"), NADIA)
+    assert (sinks.commands[3].type, sinks.commands[3].case_id) == (
+        CommandType.CUSTOMER_REPLIED,
+        northwind_case,
+    )
+
+
+async def test_a_message_id_reused_by_another_partner_neither_silences_nor_takes_over(
+    directory: Directory,
+) -> None:
+    sinks = Sinks()
+    intake, _ = make_intake(directory, sinks)
+    await intake.process(raw(), NADIA)  # <m1@northwind.example> opens Northwind's case
+    telco_mail = raw(sender=TOM, subject="Our router is down", message_id="<m1@northwind.example>")
+    await intake.process(telco_mail, TOM)
+    await intake.drain()
+    northwind, telco = sinks.commands
+    assert (telco.type, telco.partner_id) == (CommandType.OPEN, "telco-isp")
+    assert telco.case_id != northwind.case_id
+    assert [to for _, to in sinks.mails] == [NADIA, TOM]  # Telco's mail is answered, not taken for a repeat
+    extra = "In-Reply-To: <m1@northwind.example>\r\n"
+    await intake.process(raw(subject="Re: Server acme-1 down", message_id="<m2@x>", extra=extra), NADIA)
+    follow_up = sinks.commands[2]
+    assert (follow_up.type, follow_up.case_id) == (CommandType.CUSTOMER_REPLIED, northwind.case_id)
+
+
+async def test_the_read_model_only_offers_the_partners_own_cases_for_a_message_id(
+    directory: Directory,
+) -> None:
+    """Two cases record the same Message-ID (Telco reused Northwind's): Northwind's reply finds its own,
+    whichever the read model lists first."""
+    mid = "<shared@northwind.example>"
+    telco, northwind = (
+        _opened_view(case_id, partner, customer, mid)
+        for case_id, partner, customer in (
+            ("eml-cccccccccccccccccccc", "telco-isp", "globex"),
+            ("eml-dddddddddddddddddddd", "northwind-partners", "acme"),
+        )
+    )
+    sinks = Sinks()
+    intake, _ = make_intake(directory, sinks, FakeLookup(telco, northwind))
+    await intake.process(raw(subject="Re: hello", message_id="<r@x>", extra=f"In-Reply-To: {mid}\r\n"), NADIA)
+    [command] = sinks.commands
+    assert (command.type, command.case_id) == (CommandType.CUSTOMER_REPLIED, northwind.case_id)
+
+
+def _opened_view(case_id: str, partner: str, customer: str, message_id: str) -> CaseView:
+    view = CaseView(case_id=case_id)
+    view.apply(
+        CaseEvent(
+            event_id=event_id_for(case_id, CaseEventType.CASE_OPENED),
+            case_id=case_id,
+            type=CaseEventType.CASE_OPENED,
+            at=T0,
+            source=CaseSource.EMAIL,
+            customer_id=customer,
+            partner_id=partner,
+            severity=None,
+            details={"message_id": message_id},
+        )
+    )
+    return view
+
+
+async def test_dkim_policy_files_signed_mail_and_keeps_unsigned_mail_for_staff(directory: Directory) -> None:
+    key = DkimKey("northwind.example")
+    strict = requiring(directory, "northwind-partners", MailAuthRequirement.DKIM)
+    sinks = Sinks()
+    intake, _ = make_intake(strict, sinks, dns_lookup=key.lookup)
+    await intake.process(key.sign(raw()), NADIA)
+    await intake.process(raw(message_id="<unsigned@x>"), NADIA)  # aligned envelope, but no signature
+    forged = DkimKey("northwind.example").sign(raw(message_id="<forged@x>"))  # a key DNS does not publish
+    await intake.process(forged, NADIA)
+    await intake.drain()
+    signed, unsigned, bad = sinks.commands
+    assert (signed.partner_id, signed.customer_id) == ("northwind-partners", "acme")
+    assert unsigned.customer_id == bad.customer_id == UNAUTHENTICATED_CUSTOMER
+    assert unsigned.details["unauthenticated"] == "policy require=dkim not met: no DKIM signature"
+    assert "DKIM d=northwind.example failed" in str(bad.details["unauthenticated"])
+    assert [to for _, to in sinks.mails] == [NADIA]  # only the signed mail is acknowledged
+    # the other partner keeps its own policy (none): its mail is filed as before
+    await intake.process(raw(sender=TOM, message_id="<t@x>"), TOM)
+    assert sinks.commands[-1].partner_id == "telco-isp"
+
+
+async def test_authres_policy_honours_only_the_trusted_receiving_mta(directory: Directory) -> None:
+    strict = requiring(directory, "northwind-partners", MailAuthRequirement.AUTHRES)
+    sinks = Sinks()
+    intake, _ = make_intake(strict, sinks, trusted=("mx.fleetwatch.local",))
+    passed = "Authentication-Results: mx.fleetwatch.local; dmarc=pass header.from=northwind.example\r\n"
+    received = (
+        "Received: from mail.northwind.example by mx.fleetwatch.local; Mon, 7 Dec 2026 10:00:00 +0000\r\n"
+    )
+    await intake.process(received.encode() + passed.encode() + raw(), NADIA)
+    forged = raw(message_id="<forged@x>", extra=passed)  # written by the sender, below its own From
+    await intake.process(received.encode() + forged, NADIA)
+    ok, kept = sinks.commands
+    assert ok.partner_id == "northwind-partners"
+    assert kept.customer_id == UNAUTHENTICATED_CUSTOMER
+    assert "no Authentication-Results from a trusted receiving MTA" in str(kept.details["unauthenticated"])
+
+
+async def test_dns_outage_is_answered_451_and_files_nothing(directory: Directory) -> None:
+    def outage(name: bytes | str, timeout: float = 5) -> bytes | None:
+        raise DnsUnavailable("DNS lookup failed: Timeout")
+
+    strict = requiring(directory, "northwind-partners", MailAuthRequirement.DKIM)
+    sinks = Sinks()
+    intake, _ = make_intake(strict, sinks, dns_lookup=outage)
+    reply = await intake.process(DkimKey("northwind.example").sign(raw()), NADIA)
+    assert reply.startswith("451 4.7.5")
+    assert sinks.commands == []
+    assert sinks.mails == []
+
+
+async def test_the_engine_opens_the_kept_case_and_only_staff_may_see_it(directory: Directory) -> None:
+    from streams.cases import EngineConfig, apply
+
+    sinks = Sinks()
+    intake, _ = make_intake(directory, sinks)
+    await intake.process(raw(), TOM)
+    [kept] = sinks.commands
+    decision = apply(None, kept, EngineConfig(), "FW-100000")
+    assert decision.case is not None
+    assert decision.case.requester is None  # nobody to write to
+    assert decision.notifications == []
+    [opened] = decision.events
+    assert opened.details["unauthenticated"] == kept.details["unauthenticated"]
+    view = CaseView(case_id=kept.case_id)
+    view.apply(opened)
+    for partner_user in ("nadia", "tom"):
+        assert not directory.may_see(directory.users[partner_user], view.partner, view.customer)
+    assert directory.may_see(directory.users["sam"], view.partner, view.customer)
+
+
+async def test_acknowledgement_links_follow_the_portal_url(directory: Directory) -> None:
+    sinks = Sinks()
+    intake, _ = make_intake(directory, sinks, portal_url="https://support.example.com")
+    await intake.process(raw(), NADIA)
+    await intake.drain()
+    [(ack, _)] = sinks.mails
+    text = str(ack.get_body().get_content())  # type: ignore[union-attr]
+    assert "https://support.example.com/kb/server-unreachable" in text
+    assert "https://support.example.com/kb/slow-responses" in text
+    assert "127.0.0.1" not in text
