@@ -32,6 +32,9 @@ from schemas.envelope import item_payload
 from schemas.notifications import Notification
 from schemas.topics import CASE_COMMANDS, PROBE_RESULTS, Topics
 from streams import codec
+from streams.cases import Case
+from streams.detector import ServerStreak
+from streams.tables import TableStore, new_table
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +59,12 @@ class StreamApp:
     app: faust.App
     topics: Topics
     settings: Settings
-    streaks: Any
-    cases: Any
-    tickets: Any
+    streaks: TableStore[ServerStreak]
+    """Server id → detector state (`streams.detection`)."""
+    cases: TableStore[Case]
+    """Case id → case (`streams.engine`)."""
+    tickets: TableStore[int]
+    """Partition → ticket numbers that partition has assigned (`streams.engine`)."""
     outputs: Outputs
     clock: Clock
     agent: Any = None
@@ -84,16 +90,6 @@ def dead_letter_of(
         payload=item_payload(event.value, index),
         rejected_at=now,
     )
-
-
-def _table(app: faust.App, name: str, partitions: int, serializer: str | None) -> Any:
-    table: Any = app.Table(name, default=None, partitions=partitions, key_type=str)
-    if serializer is not None:
-        # The constructor rejects value_serializer and has already built its changelog topic with "json":
-        # set the codec, then rebuild the changelog topic so restored rows decode as the model too.
-        table.value_serializer = serializer
-        table.changelog_topic = table._new_changelog_topic()
-    return table
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> StreamApp:
@@ -150,9 +146,9 @@ def create_app(settings: Settings, clock: Clock | None = None) -> StreamApp:
         app=app,
         topics=names,
         settings=settings,
-        streaks=_table(app, "streaks", PROBE_RESULTS.partitions, codec.SERVER_STREAK),
-        cases=_table(app, "cases", CASE_COMMANDS.partitions, codec.CASE),
-        tickets=_table(app, "tickets", CASE_COMMANDS.partitions, None),
+        streaks=TableStore(new_table(app, "streaks", PROBE_RESULTS.partitions, codec.SERVER_STREAK)),
+        cases=TableStore(new_table(app, "cases", CASE_COMMANDS.partitions, codec.CASE)),
+        tickets=TableStore(new_table(app, "tickets", CASE_COMMANDS.partitions, None)),
         outputs=Outputs(
             case=send_case,
             command=send_command,

@@ -27,6 +27,7 @@ from streams.detector import ServerStreak
 from streams.maintenance import MaintenanceBook
 from streams.maintenance_feed import planned_by
 from streams.redundancy import Detector
+from streams.tables import TableStore
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,9 @@ TABLE_WRITES = Counter("fleetwatch_stream_table_writes_total", "Streak table wri
 PLANNED = Counter("fleetwatch_stream_planned_failures_total", "Failures inside a maintenance window")
 
 
-def _lookup(changed: dict[str, tuple[int, ServerStreak]], table: Any) -> Callable[[str], ServerStreak | None]:
+def _lookup(
+    changed: dict[str, tuple[int, ServerStreak]], table: TableStore[ServerStreak]
+) -> Callable[[str], ServerStreak | None]:
     """A server's streak as of now: this take's pending change, else the table row."""
 
     def get(server_id: str) -> ServerStreak | None:
@@ -79,7 +82,7 @@ def install_detector(stream: StreamApp) -> None:
         planned_of = stream.extras["planned"]
         async for events in stream_.take_events(settings.stream_batch_max, within=within_s):
             if not learned:  # table rows restored from the changelog teach the detector its pairs
-                for server_id, row in list(streaks.data.items()):
+                for server_id, row in streaks.items():
                     detector.learn(server_id, row)
                 learned = True
             now = stream.clock.now()
@@ -108,8 +111,7 @@ def install_detector(stream: StreamApp) -> None:
             await asyncio.gather(*(a for a in acks if a is not None))
             for server_id, (partition, streak) in changed.items():
                 # the changelog partition is the source partition: a server's results all land on one
-                streaks.data[server_id] = streak
-                streaks.send_changelog(partition, server_id, streak)
+                streaks.put(partition, server_id, streak)
             TABLE_WRITES.inc(len(changed))
             ok_results.inc(total - failed)
             failed_results.inc(failed)

@@ -47,6 +47,7 @@ from streams.cases import (
     ticket_number,
 )
 from streams.sla import load_policy_book
+from streams.tables import active_partitions
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def install_engine(stream: StreamApp) -> None:
         if partition not in floors:
             used = [  # a ticket drawn by another partition inverts to None
                 ticket_counter(case.ticket, partition, CASE_COMMANDS.partitions)
-                for case in list(cases.data.values())
+                for case in cases.values()
                 if case is not None and case.ticket
             ]
             floors[partition] = max((n + 1 for n in used if n is not None), default=0)
@@ -158,15 +159,12 @@ def install_engine(stream: StreamApp) -> None:
                     changed[command.case_id] = (partition, decision.case)
             await asyncio.gather(*(a for a in acks if a is not None))
             for case_id, (partition, value) in changed.items():
-                if value is None:  # purged: a tombstone, as Faust's own `del table[key]` writes
-                    cases.data.pop(case_id, None)
-                    cases.send_changelog(partition, case_id, None, value_serializer="raw")
+                if value is None:  # purged: a tombstone
+                    cases.delete(partition, case_id)
                 else:
-                    cases.data[case_id] = value
-                    cases.send_changelog(partition, case_id, value)
+                    cases.put(partition, case_id, value)
             for partition, counter in counters.items():
-                tickets.data[str(partition)] = counter
-                tickets.send_changelog(partition, str(partition), counter)
+                tickets.put(partition, str(partition), counter)
             yield None
 
     stream.engine = app.agent(commands_topic, name="engine", concurrency=1)(engine)
@@ -175,7 +173,7 @@ def install_engine(stream: StreamApp) -> None:
     async def due_scan(now: datetime, actives: set[int]) -> int:
         """Send a TICK for every due case of the `actives` partitions; returns how many were sent."""
         count = 0
-        for case_id, case in list(cases.data.items()):
+        for case_id, case in cases.items():
             if case_partition(case_id) not in actives:
                 continue
             due = next_due(case, config)
@@ -189,13 +187,12 @@ def install_engine(stream: StreamApp) -> None:
             await outputs.command(tick_command(case, now))
             TICKS.inc()
             count += 1
-        for case_id in [k for k in sent if k not in cases.data]:
+        for case_id in [k for k in sent if k not in cases]:
             del sent[case_id]
         return count
 
     async def timer() -> None:
-        mine = stream.topics.case_commands
-        actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == mine}
+        actives = active_partitions(app, stream.topics.case_commands)
         if actives:
             await due_scan(stream.clock.now(), actives)
 

@@ -166,7 +166,7 @@ async def test_engine_purges_a_closed_case_after_retention(stream: StreamApp) ->
         assert closed.state is CaseState.CLOSED
         tick = tick_command(closed, T0 + timedelta(days=31))
         await engine.put(tick.model_dump_json().encode())
-    assert command.case_id not in stream.cases.data
+    assert command.case_id not in stream.cases
 
 
 def test_ticket_counter_inverts_ticket_number() -> None:
@@ -187,7 +187,8 @@ async def test_engine_never_reuses_a_ticket_when_its_counter_was_lost(stream: St
         await engine.put(first.model_dump_json().encode())
     ticket = stream.cases[first.case_id].ticket
     # a crash lost the counter's changelog write but not the case row; the worker restarts
-    stream.tickets.data.clear()
+    for key in list(stream.tickets):
+        stream.tickets.delete(int(key), key)
     stream.extras["ticket_floors"].clear()
     second = monitor_command("db-02", CommandType.OPEN, 0)  # the test context delivers all on partition 0
     async with stream.engine.test_context() as engine:
