@@ -141,7 +141,7 @@ def interpolate(value: str, given: Mapping[str, str] | None = None) -> str:
 
 
 def required_vars(value: str) -> list[str]:
-    """The `${VAR:?message}` names of `value`: `docker compose` refuses to start while one is unset or empty."""
+    """The `${VAR:?message}` names of `value`: `docker compose` refuses to run while one is unset or empty."""
     return [
         m.group("name") for m in _INTERPOLATION.finditer(value.replace("$$", "")) if m.group("op") == ":?"
     ]
