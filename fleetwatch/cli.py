@@ -194,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fleetwatch.cli_catch import register as register_catch
 
     register_catch(sub, _common, _settings)
+    from fleetwatch.cli_settings import register as register_settings
+
+    register_settings(sub, _common, _settings)
     return parser
 
 
