@@ -1,11 +1,15 @@
-"""Read case events from the case topic (kafka-python): the whole topic, or one case's partition only.
+"""Read case events from the case topic (kafka-python): one read path, every partition.
 
 The case engine keys every event by its case id and the producer partitions with Kafka's default
-partitioner (murmur2 of the key), so one case's events all sit in one partition, in chain order. Reading a
-single case therefore reads just that partition and keeps the messages with the case's key.
+partitioner (murmur2 of the key), so one case's events all sit in one partition, in chain order: the case's
+"home" partition. But anyone who can write to the topic can put a copy of an event anywhere (kcat's default
+partitioner is not murmur2), so a lookup by case id and a lookup by ticket read the same thing: every
+partition (`read_log`). An event of a case found outside its home partition is a verification failure
+(`casefile.audit.verify_located`), never part of the case's view.
 
 A read goes up to the end offsets taken when it starts: it is a snapshot, and it ends. Messages that do
-not decode are reported in `ReadResult.problems` (partition, offset, why), never fatal.
+not decode are reported in `ReadResult.problems` (partition, offset, why), never fatal; `CaseLog` files
+each under the case its key names, so it fails that case's audit.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 from pydantic import ValidationError
 
+from casefile.audit import Located
 from fleetcore.errors import BrokerError
 from schemas.cases import CaseEvent
 
@@ -35,8 +40,12 @@ class ReadResult:
     """Events read (log order per partition), what could not be decoded, and where the read ended."""
 
     events: list[CaseEvent] = field(default_factory=list)
+    located: list[Located] = field(default_factory=list)
+    """The same events with their partition, offset and whether that is their case's partition."""
     problems: list[str] = field(default_factory=list)
     """One line per message that was skipped: partition, offset and the reason."""
+    problem_keys: list[str | None] = field(default_factory=list)
+    """The key (as text) of each skipped message, in the order of `problems` (None: no key)."""
     end_offsets: dict[int, int] = field(default_factory=dict)
     """Partition -> the offset the read stopped at (the end offset when it started)."""
     partition_count: int = 0
@@ -91,14 +100,13 @@ def partitions_of(client: KafkaConsumer, topic: str) -> list[int]:
 def read_events(
     bootstrap: str, topic: str, case_id: str | None = None, timeout_s: float = READ_TIMEOUT_S
 ) -> ReadResult:
-    """Every event on `topic` up to its current end; with `case_id`, only that case's (one partition)."""
+    """Every event on `topic` up to its current end (every partition); with `case_id`, only the messages
+    whose key or `case_id` is that case, wherever they are."""
     client = consumer(bootstrap)
     try:
         parts = partitions_of(client, topic)
         count = len(parts)
-        if case_id is not None:
-            parts = [partition_for_case(case_id, count)]
-        result = _read(client, topic, parts, case_id, timeout_s)
+        result = _read(client, topic, parts, count, case_id, timeout_s)
         result.partition_count = count
         return result
     except KafkaError as exc:
@@ -108,7 +116,7 @@ def read_events(
 
 
 def _read(
-    client: KafkaConsumer, topic: str, parts: list[int], case_id: str | None, timeout_s: float
+    client: KafkaConsumer, topic: str, parts: list[int], count: int, case_id: str | None, timeout_s: float
 ) -> ReadResult:
     tps = [TopicPartition(topic, p) for p in parts]
     client.assign(tps)
@@ -123,12 +131,60 @@ def _read(
             raise CaseTopicError(f"reading {topic} took longer than {timeout_s} s")
         for tp, records in client.poll(timeout_ms=200).items():
             for record in records:
-                if record.offset >= end[tp] or (wanted is not None and record.key != wanted):
+                if record.offset >= end[tp]:
                     continue
                 decoded = decode(tp.partition, record.offset, record.key, record.value)
                 if isinstance(decoded, str):
-                    out.problems.append(decoded)
-                else:
+                    if wanted is None or record.key == wanted:
+                        out.problems.append(decoded)
+                        key = record.key
+                        out.problem_keys.append(key.decode("utf-8", "replace") if key is not None else None)
+                elif wanted is None or record.key == wanted or decoded.case_id == case_id:
+                    home = partition_for_case(decoded.case_id, count) == tp.partition
                     out.events.append(decoded)
+                    out.located.append(Located(decoded, tp.partition, record.offset, home))
         pending = [tp for tp in pending if client.position(tp) < end[tp]]
     return out
+
+
+@dataclass
+class CaseLog:
+    """The case topic filed by case: each case's events with where they sit, and its unreadable messages."""
+
+    cases: dict[str, list[Located]] = field(default_factory=dict)
+    """Case id -> its events in log order (home partition first, then other partitions in order)."""
+    problems: dict[str, list[str]] = field(default_factory=dict)
+    """Case id (the message key) -> messages with that key that could not be read as its events."""
+    unkeyed: list[str] = field(default_factory=list)
+    """Unreadable messages without a key (no case to file them under)."""
+    end_offsets: dict[int, int] = field(default_factory=dict)
+    partition_count: int = 0
+
+    def home_events(self, case_id: str) -> list[CaseEvent]:
+        """The case's events in its own partition, in log order (what its view is folded from)."""
+        return [item.event for item in self.cases.get(case_id, []) if item.home]
+
+    def end_offset(self, case_id: str) -> int | None:
+        """The end offset the case's partition had when the read started."""
+        if not self.partition_count:
+            return None
+        return self.end_offsets.get(partition_for_case(case_id, self.partition_count))
+
+
+def case_log(result: ReadResult) -> CaseLog:
+    """`result` filed by case (pure)."""
+    log = CaseLog(end_offsets=dict(result.end_offsets), partition_count=result.partition_count)
+    ordered = sorted(result.located, key=lambda item: (not item.home, item.partition, item.offset))
+    for item in ordered:
+        log.cases.setdefault(item.event.case_id, []).append(item)
+    for problem, key in zip(result.problems, result.problem_keys, strict=True):
+        if key is None:
+            log.unkeyed.append(problem)
+        else:
+            log.problems.setdefault(key, []).append(problem)
+    return log
+
+
+def read_log(bootstrap: str, topic: str, timeout_s: float = READ_TIMEOUT_S) -> CaseLog:
+    """The whole case topic (every partition, up to its current end), filed by case."""
+    return case_log(read_events(bootstrap, topic, timeout_s=timeout_s))

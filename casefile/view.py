@@ -11,6 +11,11 @@ of events need care:
   for those the state is derived from the event type instead.
 
 Duplicates (a replay after a crash re-emits the same event: same `event_id` and `hash`) are kept once.
+A chained event whose seq is not past the newest seq already folded (an old event replayed, or a copy
+written beside the original) never changes the view: it is kept aside in `conflicts`, so a replayed
+`case.resolved` cannot silently resolve a case again. Whether the events are genuine is the audit's
+question (`casefile.audit`): `fleetwatch case show` folds only the case's own partition and marks a chain
+that is not verified.
 """
 
 from __future__ import annotations
@@ -79,6 +84,10 @@ class CaseView:
     """Commands the engine rejected for this case."""
     deadlines: dict[str, datetime] = field(default_factory=dict)
     """The running SLA clocks' deadlines (clock kind → due), as the engine's latest decision left them."""
+    head_seq: int | None = None
+    """The highest seq folded in (chained events only)."""
+    conflicts: list[CaseEvent] = field(default_factory=list)
+    """Chained events that arrived at or below `head_seq` and differ from what was folded: not applied."""
     _seen: set[tuple[str, str]] = field(default_factory=set, repr=False)
 
     @property
@@ -96,7 +105,12 @@ class CaseView:
         identity = (event.event_id, event.hash)
         if identity in self._seen:
             return False
+        if event.hash and self.head_seq is not None and event.seq <= self.head_seq:
+            self.conflicts.append(event)
+            return False
         self._seen.add(identity)
+        if event.hash:
+            self.head_seq = event.seq
         self.timeline.append(event)
         self.last_event = event
         if event.type is _T.COMMAND_REJECTED:
@@ -181,6 +195,8 @@ class CaseView:
             "resolved_at": iso(self.resolved_at),
             "rejected_commands": self.rejected,
             "deadlines": {kind: iso(at) for kind, at in self.deadlines.items()},
+            "head_seq": self.head_seq,
+            "conflicts": len(self.conflicts),
         }
 
     def to_dict(self) -> dict[str, Any]:

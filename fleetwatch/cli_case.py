@@ -2,8 +2,13 @@
 
 Reads fold the case topic into case views (`casefile.view`); writes send one `CaseCommand` (actor
 `staff:<name>`, a uuid4 command id, the runtime clock's time) to the case engine and wait for its answer on
-the case topic. Exit codes: 0 done / accepted / chain intact, 1 rejected / chain broken, 2 bad input or an
-unknown case (nothing sent), 3 no answer from the engine in time.
+the case topic. Exit codes: 0 done / accepted / chain verified, 1 rejected / chain broken or unsigned (see
+`--allow-unsigned`), 2 bad input or an unknown case (nothing sent), 3 no answer from the engine in time.
+
+One read path for a case, whether named by id or by ticket: the whole case topic (`casefile.reader.read_log`,
+every partition). A case's view is folded from its own partition only; `case show` and `audit verify` run the
+same check (`casefile.audit.verify_located`, signatures against `casefile.signing.load_keyring`), so they
+give the same verdict, and `case show` says plainly when the history it prints is not verified.
 """
 
 from __future__ import annotations
@@ -14,13 +19,17 @@ import os
 import sys
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from casefile.view import CaseView, age, clock_of, find, fold
+from casefile.audit import AuditReport, ChainStatus
+from casefile.view import CaseView, age, clock_of, fold
+
+if TYPE_CHECKING:
+    from casefile.reader import CaseLog
+    from casefile.signing import Keyring
 from fleetcore.errors import FleetwatchError
 from fleetcore.settings import Settings
 from schemas.cases import CaseEvent, CaseSource, CaseState, Severity
@@ -170,7 +179,27 @@ def _text(event: CaseEvent) -> str:
     return " ".join(text.split())[:200]
 
 
-def render_show(view: CaseView) -> str:
+def chain_banner(report: AuditReport) -> list[str]:
+    """What `case show` says about the chain before the history it prints."""
+    status = report.status
+    if status is ChainStatus.VERIFIED:
+        return [f"chain:     verified, {report.count} events signed ({report.head()})"]
+    if status is ChainStatus.UNSIGNED:
+        return [
+            f"chain:     UNSIGNED: {report.unsigned} of {report.count} events carry no signature; nothing "
+            "proves the case engine wrote them"
+        ]
+    lines = [
+        f"chain:     BROKEN ({len(report.problems)} problem(s)): the history below is NOT verified; events "
+        "marked ! are suspect (`fleetwatch audit verify` for details)"
+    ]
+    lines.extend(f"  - {problem}" for problem in report.problems[:5])
+    if len(report.problems) > 5:
+        lines.append(f"  - ... and {len(report.problems) - 5} more")
+    return lines
+
+
+def render_show(view: CaseView, report: AuditReport | None = None) -> str:
     head = [
         f"{view.ticket or '(no ticket)'}  {view.case_id}  {_sev(view.severity)}  {view.state.value}",
         f"title:     {view.title or '-'}",
@@ -183,8 +212,27 @@ def render_show(view: CaseView) -> str:
         head.append(f"waiting on customer since {_stamp(view.waiting_since)}")
     if view.breaches:
         head.append("SLA breaches: " + ", ".join(f"{clock_of(e)} at {_stamp(e.at)}" for e in view.breaches))
-    rows = [[_stamp(e.at), e.type.value, e.actor, e.visibility.value, _text(e)] for e in view.timeline]
-    return "\n".join([*head, "", table(rows, ["time", "type", "actor", "visibility", "reason"])])
+    if view.conflicts:
+        head.append(
+            f"{len(view.conflicts)} event(s) at an old seq were not applied (replayed or forged copies)"
+        )
+    if report is None:
+        rows = [[_stamp(e.at), e.type.value, e.actor, e.visibility.value, _text(e)] for e in view.timeline]
+        return "\n".join([*head, "", table(rows, ["time", "type", "actor", "visibility", "reason"])])
+    marks = {ChainStatus.VERIFIED: "ok", ChainStatus.UNSIGNED: "?", ChainStatus.BROKEN: "?"}
+    rows = [
+        [
+            "!" if e.hash in report.flagged else marks[report.status] if e.sig else "?",
+            _stamp(e.at),
+            e.type.value,
+            e.actor,
+            e.visibility.value,
+            _text(e),
+        ]
+        for e in view.timeline
+    ]
+    table_text = table(rows, ["chk", "time", "type", "actor", "visibility", "reason"])
+    return "\n".join([*chain_banner(report), *head, "", table_text])
 
 
 # -- Kafka-side handlers ----------------------------------------------------------------------------
@@ -201,27 +249,60 @@ def _warn(problems: list[str]) -> None:
         print(f"warning: skipped {problem}", file=sys.stderr)
 
 
-def _lookup(settings: Settings, ref: str) -> tuple[CaseView, int | None]:
-    """The case `ref` names (id, else ticket) and the end offset its partition had; UnknownCase if none."""
-    from casefile.reader import partition_for_case, read_events
+def _read(settings: Settings) -> CaseLog:
+    from casefile.reader import read_log
 
-    topic = Topics(settings.topic_prefix).cases
-    result = read_events(settings.kafka_bootstrap, topic, case_id=ref)
-    view = find(fold(result.events), ref)
+    return read_log(settings.kafka_bootstrap, Topics(settings.topic_prefix).cases)
+
+
+def audit_case(log: CaseLog, case_id: str, keys: Keyring) -> AuditReport:
+    """The one verdict on a case: its events wherever they sit, and its unreadable messages."""
+    from casefile.audit import verify_located
+
+    return verify_located(log.cases.get(case_id, []), case_id, keys, log.problems.get(case_id, []))
+
+
+def find_case(log: CaseLog, ref: str) -> CaseView | None:
+    """The case `ref` names: a case id, else a ticket (case-insensitive), each folded from its own
+    partition. Several cases claiming one ticket: the one whose events are all in their own partition and
+    that opened first wins (a forged case elsewhere cannot take a ticket over)."""
+    if ref in log.cases:
+        view = fold(log.home_events(ref)).get(ref)
+        if view is not None and view.is_case:
+            return view
+    wanted = ref.strip().upper()
+    candidates = []
+    for case_id, items in log.cases.items():
+        if not any(item.event.ticket and item.event.ticket.upper() == wanted for item in items):
+            continue
+        view = fold(log.home_events(case_id)).get(case_id)
+        if view is not None and view.is_case and (view.ticket or "").upper() == wanted:
+            never = datetime.max.replace(tzinfo=UTC)
+            candidates.append((not all(item.home for item in items), view.opened_at or never, view))
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (c[0], c[1]))[2]
+
+
+def _lookup(settings: Settings, ref: str) -> tuple[CaseView, CaseLog]:
+    """The case `ref` names (id, else ticket) and the log it was read from; UnknownCase if none."""
+    log = _read(settings)
+    view = find_case(log, ref)
     if view is None:
-        result = read_events(settings.kafka_bootstrap, topic)
-        view = find(fold(result.events), ref)
-    if view is None:
-        raise UnknownCase(f"no case or ticket {ref!r} on {topic}; nothing sent")
-    return view, result.end_offsets.get(partition_for_case(view.case_id, result.partition_count))
+        raise UnknownCase(f"no case or ticket {ref!r} on {Topics(settings.topic_prefix).cases}; nothing sent")
+    return view, log
+
+
+def _keys(settings: Settings) -> Keyring:
+    from casefile.signing import load_keyring
+
+    return load_keyring(settings)
 
 
 def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    from casefile.reader import read_events
-
-    result = read_events(settings.kafka_bootstrap, Topics(settings.topic_prefix).cases)
-    _warn(result.problems)
-    views = select(list(fold(result.events).values()), args)
+    log = _read(settings)
+    _warn([*log.unkeyed, *(p for problems in log.problems.values() for p in problems)])
+    views = select([v for case_id in log.cases for v in fold(log.home_events(case_id)).values()], args)
     if args.json:
         print(json.dumps([v.summary() for v in views], indent=2))
     else:
@@ -230,8 +311,12 @@ def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    view, _ = _lookup(settings, args.case)
-    print(json.dumps(view.to_dict(), indent=2) if args.json else render_show(view))
+    view, log = _lookup(settings, args.case)
+    report = audit_case(log, view.case_id, _keys(settings))
+    if args.json:
+        print(json.dumps({**view.to_dict(), "chain": report.to_dict()}, indent=2))
+    else:
+        print(render_show(view, report))
     return 0
 
 
@@ -243,8 +328,8 @@ def _cmd_write(args: argparse.Namespace, settings: Settings) -> int:
         case_id, label = new_case_id(), "new case"
         mark: int | None = None
     else:
-        view, mark = _lookup(settings, args.case)
-        case_id, label = view.case_id, view.ticket or view.case_id
+        view, log = _lookup(settings, args.case)
+        case_id, label, mark = view.case_id, view.ticket or view.case_id, log.end_offset(view.case_id)
     command = build_command(args, case_id, actor_of(args.as_name), _now(settings))
     if mark is None and not args.no_wait:
         mark = answer_mark(settings.kafka_bootstrap, topics.cases, case_id)
@@ -267,31 +352,37 @@ def _cmd_write(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from casefile.audit import AuditReport, verify_all, verify_chain
-    from casefile.reader import read_events
-
-    topic = Topics(settings.topic_prefix).cases
-    reports: list[AuditReport]
-    if args.all:
-        result = read_events(settings.kafka_bootstrap, topic)
-        reports = verify_all(result.events)
-        if result.problems:
-            reports.append(AuditReport(ok=False, case_id=topic, count=0, problems=result.problems))
-    elif args.case is None:
+    keys = _keys(settings)
+    if not args.all and args.case is None:
         raise BadCommand("name a case or ticket, or pass --all")
+    if args.all:
+        log = _read(settings)
+        reports = [audit_case(log, case_id, keys) for case_id in log.cases]
+        reports += [
+            AuditReport(ok=False, case_id=key, count=0, problems=problems)
+            for key, problems in log.problems.items()
+            if key not in log.cases
+        ]
+        if log.unkeyed:
+            topic = Topics(settings.topic_prefix).cases
+            reports.append(AuditReport(ok=False, case_id=topic, count=0, problems=log.unkeyed))
     else:
-        view, _ = _lookup(settings, args.case)
-        result = read_events(settings.kafka_bootstrap, topic, case_id=view.case_id)
-        report = verify_chain(result.events, view.case_id)
-        if result.problems:
-            report = replace(report, ok=False, problems=[*report.problems, *result.problems])
-        reports = [report]
+        view, log = _lookup(settings, args.case)
+        reports = [audit_case(log, view.case_id, keys)]
     for report in reports:
         print(report.render())
+    broken = sum(r.status is ChainStatus.BROKEN for r in reports)
+    unsigned = sum(r.status is ChainStatus.UNSIGNED for r in reports)
     if args.all:
-        broken = sum(not r.ok for r in reports)
-        print(f"{len(reports) - broken} chain(s) intact, {broken} broken")
-    return 0 if all(r.ok for r in reports) else 1
+        print(f"{len(reports) - broken - unsigned} chain(s) verified, {unsigned} unsigned, {broken} broken")
+    if broken or (unsigned and not args.allow_unsigned):
+        return 1
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    print(json.dumps(_keys(settings).to_json(), indent=2))
+    return 0
 
 
 # -- parser ------------------------------------------------------------------------------------------
@@ -361,8 +452,18 @@ def register(sub: Any, common: AddCommon, settings_of: SettingsOf) -> None:
     audit = sub.add_parser("audit", help="audit the case topic").add_subparsers(
         dest="audit_command", required=True
     )
-    verify = audit.add_parser("verify", help="check a case's hash chain (exit 1 if broken)")
+    verify = audit.add_parser(
+        "verify", help="check a case's signed hash chain (exit 1 if broken, or unsigned without the flag)"
+    )
     common(verify)
     verify.add_argument("case", nargs="?", metavar="CASE|TICKET")
     verify.add_argument("--all", action="store_true", help="check every case on the topic")
+    verify.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="exit 0 for intact chains with events from before signing (still reported UNSIGNED)",
+    )
     verify.set_defaults(handler=handler(_cmd_audit))
+    keys = audit.add_parser("keys", help="the public keys that verify case events (JSON, publish it)")
+    common(keys)
+    keys.set_defaults(handler=handler(_cmd_keys))

@@ -72,3 +72,9 @@ class Notification(Contract):
     reply_to_address: str | None = Field(default=None, max_length=254, pattern=EMAIL_ADDRESS_PATTERN)
     """Emails to the partner help desk: the address that wrote to us about the case (the requester). The
     notifier emails it when the partner's directory entry names no help desk contact."""
+    chain_seq: int | None = Field(default=None, ge=0)
+    """The case's chain head when the engine asked for this notification: the seq of the case's newest event
+    (None: not known, e.g. a notification from before chain heads were sent)."""
+    chain_hash: str = Field(default="", max_length=64, pattern=r"^([0-9a-f]{64})?$")
+    """The `hash` of that event. Emails carry both (`X-Fleetwatch-Chain-Head`), so a customer holds proof of
+    how far the case's audit chain reached and can later detect a truncated chain."""

@@ -346,6 +346,9 @@ class _Run:
         """Ask for each notice, and record each request on the case (the audit of who was told)."""
         for notice in wanted:
             item = notices.notification(self.case, notice, self.at)
+            if self.case.last_hash:  # chain head: the trigger, never the decision's last (re-hashed) event
+                head = {"chain_seq": self.case.seq - 1, "chain_hash": self.case.last_hash}
+                item = item.model_copy(update=head)
             self.notifications.append(item)
             self.emit(
                 CaseEventType.NOTIFICATION_REQUESTED,

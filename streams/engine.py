@@ -32,6 +32,7 @@ from kafka.partitioner.default import murmur2
 from prometheus_client import Counter
 from pydantic import ValidationError
 
+from casefile.signing import load_signer
 from schemas.cases import CaseEventType
 from schemas.commands import CaseCommand
 from schemas.envelope import validation_reason
@@ -90,6 +91,8 @@ def install_engine(stream: StreamApp) -> None:
     """Register the case-engine agent and its deadline timer on the stream app."""
     app, outputs, cases, tickets = stream.app, stream.outputs, stream.cases, stream.tickets
     config = engine_config(stream)
+    signer = load_signer(stream.settings)
+    log.info("case engine: signing case events with key %s", signer.key_id)
     commands_topic = app.topic(
         stream.topics.case_commands, value_type=bytes, value_serializer="raw", key_serializer="raw"
     )
@@ -146,7 +149,7 @@ def install_engine(stream: StreamApp) -> None:
                 COMMANDS.labels(command.type.value, outcome if decision.events else "noop").inc()
                 for case_event in decision.events:
                     EVENTS.labels(case_event.type.value).inc()
-                    acks.append(await outputs.case(case_event))
+                    acks.append(await outputs.case(signer.sign(case_event)))
                 for note in decision.notifications:
                     NOTIFICATIONS.labels(note.channel.value).inc()
                     acks.append(await outputs.notification(note))

@@ -172,6 +172,9 @@ def email_message(notification: Notification, contact: Contact, sender: str) -> 
     if (thread := thread_reference(notification)) is not None:
         message["In-Reply-To"] = thread
         message["References"] = thread
+    head = chain_head(notification)
+    if head is not None:
+        message["X-Fleetwatch-Chain-Head"] = head
     ticket = f", ticket {notification.ticket}" if notification.ticket else ""
     footer = f"Case {notification.case_id}{ticket}"
     if notification.role is Role.PARTNER_HELPDESK:
@@ -179,8 +182,20 @@ def email_message(notification: Notification, contact: Contact, sender: str) -> 
         footer += f". Reply to this email to add to the case{keep}.\n"
     else:
         footer += ". Sent by fleetwatch; please do not reply.\n"
+    if head is not None:
+        footer += (
+            f"Audit chain head: {head} (keep it: `fleetwatch audit verify` or the documented recipe shows "
+            "the case's signed chain still reaches this event).\n"
+        )
     message.set_content(f"{notification.body}\n\n-- \n{footer}")
     return message
+
+
+def chain_head(notification: Notification) -> str | None:
+    """`<case> seq=<n> sha256=<hash>`: the case's audit chain head when the notification was asked for."""
+    if notification.chain_seq is None or not notification.chain_hash:
+        return None
+    return f"{one_line(notification.case_id)} seq={notification.chain_seq} sha256={notification.chain_hash}"
 
 
 def pager_body(notification: Notification, contact: Contact) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from schemas.cases import CaseEvent, CaseEventType, CaseState, chained
 from schemas.commands import CaseCommand, CommandType
 from schemas.topics import Topics
 from tests.helpers import T0, TopicReader, fleetwatch_env, wait_for
-from tests.unit.casefile.builders import event, history
+from tests.unit.casefile.builders import SEED_B64, SIGNER, event, history
 
 pytestmark = pytest.mark.integration
 
@@ -46,6 +46,7 @@ def env(kafka_bootstrap: str, topics: Topics, monkeypatch: pytest.MonkeyPatch) -
         if key.startswith("FLEETWATCH_"):
             monkeypatch.setenv(key, value)
     monkeypatch.setenv("USER", "alice")
+    monkeypatch.setenv("FLEETWATCH_AUDIT_SIGNING_KEY", SEED_B64)  # the key the test histories are signed with
     return topics
 
 
@@ -79,7 +80,7 @@ def test_audit_verify_ok_then_tampering_detected(
     write(kafka_bootstrap, env.cases, [*events, *history(case_id="stf-case2", ticket="FW-100004")])
     code, out, _ = run(capsys, "audit", "verify", "stf-case1")
     assert code == 0, out
-    assert "stf-case1: OK, chain of 9 events intact" in out
+    assert "stf-case1: OK, chain of 9 events intact and signed" in out
     code, out, _ = run(capsys, "audit", "verify", "fw-100003")  # by ticket too
     assert code == 0, out
     assert events[-1].hash in out
@@ -96,7 +97,7 @@ def test_audit_verify_ok_then_tampering_detected(
     assert code == 1
     assert "stf-case2: OK" in out
     assert "stf-case1: FAILED" in out
-    assert "1 chain(s) intact, 1 broken" in out
+    assert "1 chain(s) verified, 0 unsigned, 1 broken" in out
 
 
 def test_undecodable_message_is_reported_not_fatal(
@@ -210,8 +211,8 @@ class StandInEngine(threading.Thread):
         else:
             kind, state, reason = CaseEventType.WORK_STARTED, CaseState.WORKING, command.reason
         answer = event(kind, 200, state, discriminator=command.command_id, reason=reason)
-        answer = chained(
-            answer.model_copy(update={"command_id": command.command_id}), last.seq + 1, last.hash
+        answer = SIGNER.sign(
+            chained(answer.model_copy(update={"command_id": command.command_id}), last.seq + 1, last.hash)
         )
         self.chain.append(answer)
         write(self.bootstrap, self.topics.cases, [answer])
@@ -291,3 +292,85 @@ def test_await_answer_finds_an_answer_written_before_the_wait(kafka_bootstrap: s
     assert answer.rejected is None
     empty = await_answer(kafka_bootstrap, env.cases, command, timeout=1, since=4)
     assert not empty.answered
+
+
+def write_to(bootstrap: str, topic: str, partition: int, item: CaseEvent) -> None:
+    """A raw producer putting a copy where the engine never would (kcat's default partitioner does)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    key, value = item.case_id.encode(), item.model_dump_json().encode()
+    producer.send(topic, key=key, value=value, partition=partition).get(timeout=30)
+    producer.close()
+
+
+def test_forged_copy_in_another_partition_fails_by_ticket_and_all_and_show_marks_it(
+    kafka_bootstrap: str, env: Topics, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A forged event produced to a partition other than the case's: every lookup reads every partition and
+    gives the same verdict; `case show` says the chain is broken and does not fold the forgery in."""
+    events = history()[:8]  # resolved
+    write(kafka_bootstrap, env.cases, [*events, *history(case_id="stf-case2", ticket="FW-100004")])
+    home = partition_for_case("stf-case1", 4)
+    forged = chained(
+        event(CaseEventType.CLOSED, 300, CaseState.CLOSED, reason="customer withdrew the complaint"),
+        8,
+        events[-1].hash,
+    )
+    write_to(kafka_bootstrap, env.cases, (home + 1) % 4, forged)
+
+    for ref in ("FW-100003", "stf-case1"):
+        code, out, _ = run(capsys, "audit", "verify", ref)
+        assert code == 1, out
+        assert "stf-case1: FAILED" in out
+        assert f"found in partition {(home + 1) % 4}" in out
+    code, out, _ = run(capsys, "audit", "verify", "--all")
+    assert code == 1
+    assert "stf-case1: FAILED" in out
+    assert "stf-case2: OK" in out
+
+    code, out, _ = run(capsys, "case", "show", "FW-100003")
+    assert code == 0, out
+    assert out.startswith("chain:     BROKEN")
+    assert "NOT verified" in out
+    assert "customer withdrew the complaint" not in out.split("\n\n", 1)[1]  # not in the timeline
+    header = next(line for line in out.splitlines() if line.startswith("FW-100003"))
+    assert header.endswith("Sev2  resolved")  # the forged close is not folded in
+    code, out, _ = run(capsys, "case", "show", "FW-100003", "--json")
+    shown = json.loads(out)
+    assert shown["state"] == "resolved"
+    assert shown["chain"]["status"] == "broken"
+
+    code, out, _ = run(capsys, "case", "show", "FW-100004")
+    assert out.startswith("chain:     verified")
+
+
+def test_appended_rehashed_event_without_the_key_fails(
+    kafka_bootstrap: str, env: Topics, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An event appended to the case's own partition with the right prev_hash and a fresh hash passed before
+    events were signed; without the engine's key it fails now."""
+    events = history()[:8]
+    write(kafka_bootstrap, env.cases, events)
+    appended = chained(
+        event(CaseEventType.REOPENED, 300, CaseState.WORKING, reason="reopened"), 8, events[-1].hash
+    )
+    write(kafka_bootstrap, env.cases, [appended])
+    code, out, _ = run(capsys, "audit", "verify", "FW-100003")
+    assert code == 1, out
+    assert "unsigned, but the chain is signed from seq 0" in out
+    code, out, _ = run(capsys, "case", "show", "FW-100003")
+    assert out.startswith("chain:     BROKEN")
+    assert any(line.startswith("!") and "case.reopened" in line for line in out.splitlines())
+
+
+def test_unsigned_legacy_chain_needs_allow_unsigned(
+    kafka_bootstrap: str, env: Topics, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write(kafka_bootstrap, env.cases, history(signer=None))
+    code, out, _ = run(capsys, "audit", "verify", "FW-100003")
+    assert code == 1, out
+    assert "UNSIGNED, chain of 9 events intact but 9 unsigned" in out
+    code, out, _ = run(capsys, "audit", "verify", "FW-100003", "--allow-unsigned")
+    assert code == 0, out
+    code, out, _ = run(capsys, "audit", "keys")
+    assert code == 0
+    assert json.loads(out)["keys"][0]["key_id"] == SIGNER.key_id

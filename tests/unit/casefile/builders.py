@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from casefile.signing import Keyring, Signer
 from schemas.cases import (
     CaseEvent,
     CaseEventType,
@@ -20,6 +23,12 @@ from tests.helpers import T0
 
 E = CaseEventType
 S = CaseState
+
+SIGNER = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+"""The test case engine's key (fixed, so histories are byte-identical from run to run)."""
+SEED_B64 = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+"""base64 of SIGNER's seed (what FLEETWATCH_AUDIT_SIGNING_KEY takes)."""
+KEYS = Keyring.of([SIGNER.public])
 
 
 def event(
@@ -51,16 +60,20 @@ def event(
     return CaseEvent.model_validate(base)
 
 
-def chain(events: list[CaseEvent]) -> list[CaseEvent]:
-    """The events linked into one hash chain, seq from 0."""
+def chain(events: list[CaseEvent], signer: Signer | None = SIGNER) -> list[CaseEvent]:
+    """The events linked into one hash chain, seq from 0, signed by `signer` (None: unsigned, legacy)."""
     out: list[CaseEvent] = []
     for seq, item in enumerate(events):
-        out.append(chained(item, seq, out[-1].hash if out else ""))
+        linked = chained(item, seq, out[-1].hash if out else "")
+        out.append(signer.sign(linked) if signer is not None else linked)
     return out
 
 
-def history(case_id: str = "stf-case1", ticket: str = "FW-100003") -> list[CaseEvent]:
-    """A whole case: opened, worked, updated, waited, breached, resolved, closed (9 events, chained)."""
+def history(
+    case_id: str = "stf-case1", ticket: str = "FW-100003", signer: Signer | None = SIGNER
+) -> list[CaseEvent]:
+    """A whole case: opened, worked, updated, waited, breached, resolved, closed (9 events, chained and
+    signed by `signer`; None: unsigned, as before signing)."""
 
     def ev(type_: CaseEventType, minute: int, state: CaseState, **fields: Any) -> CaseEvent:
         return event(type_, minute, state, case_id=case_id, ticket=ticket, **fields)
@@ -76,5 +89,6 @@ def history(case_id: str = "stf-case1", ticket: str = "FW-100003") -> list[CaseE
             ev(E.SLA_BREACHED, 80, S.WORKING, details={"clock": "resolution"}),
             ev(E.RESOLVED, 90, S.RESOLVED, reason="config fixed"),
             ev(E.CLOSED, 120, S.CLOSED),
-        ]
+        ],
+        signer,
     )

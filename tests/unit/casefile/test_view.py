@@ -13,6 +13,7 @@ from schemas.cases import (
     CaseSource,
     CaseState,
     Severity,
+    chained,
     event_id_for,
     monitor_case_id,
 )
@@ -219,3 +220,20 @@ def test_deadlines_follow_the_engines_latest_decision() -> None:
         "first.response": datetime(2026, 11, 3, 9, tzinfo=UTC)
     }
     assert parse_deadlines("") == {}
+
+
+def test_replayed_old_event_never_changes_the_state() -> None:
+    """An old event written again after the case moved on (a forged or replayed copy at an old seq) is kept
+    aside in `conflicts`; the state stays what the newest event says."""
+    events = history()[:8]  # resolved at seq 7
+    later = events[4].model_copy(update={"at": events[4].at + timedelta(seconds=1)})
+    replayed = chained(later, 4, events[3].hash)  # "waiting", at seq 4 again
+    view = view_of([*events, replayed])
+    assert view.state is CaseState.RESOLVED
+    assert view.waiting_since is None
+    assert view.conflicts == [replayed]
+    assert replayed not in view.timeline
+    assert view.head_seq == 7
+    assert view.summary()["conflicts"] == 1
+    # the same event exactly (a replay after a crash) is a plain duplicate
+    assert view_of([*events, events[4]]).conflicts == []

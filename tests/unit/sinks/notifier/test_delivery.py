@@ -23,7 +23,7 @@ from sinks.notifier.delivery import (
     plan,
     thread_reference,
 )
-from sinks.notifier.directory import Directory
+from sinks.notifier.directory import Contact, Directory
 from tests.unit.sinks.notifier.conftest import notification
 
 FULL = DeliveryConfig(
@@ -286,3 +286,15 @@ def test_requester_fallback_gets_the_threaded_email() -> None:
     assert isinstance(delivery.action, EmailSend)
     assert delivery.action.recipient == "nadia@unlisted.example"
     assert delivery.action.message["In-Reply-To"] == PARTNER_MID
+
+
+def test_email_carries_the_chain_head_header_and_line() -> None:
+    head = "ab" * 32
+    with_head = notification(chain_seq=7, chain_hash=head)
+    message = email_message(with_head, Contact(id="om", name="Olga", email="olga@ops.example"), "x@fw.ex")
+    assert message["X-Fleetwatch-Chain-Head"] == f"mon-abc seq=7 sha256={head}"
+    assert f"Audit chain head: mon-abc seq=7 sha256={head}" in message.get_content()
+    plain = email_message(notification(), Contact(id="om", name="Olga", email="olga@ops.example"), "x@fw.ex")
+    assert plain["X-Fleetwatch-Chain-Head"] is None
+    with pytest.raises(ValidationError):
+        notification(chain_seq=1, chain_hash="not a hash\r\nBcc: x@evil.example")
