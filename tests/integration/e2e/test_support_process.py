@@ -24,6 +24,8 @@ import pytest
 
 from casefile.audit import verify_chain
 from casefile.commands import send_command
+from casefile.signing import load_keyring
+from fleetcore.settings import Settings
 from fleetwatch.kafka_local import free_port
 from fleetwatch.mailcatcher import MailCatcher
 from fleetwatch.webhook_catcher import WebhookCatcher
@@ -209,8 +211,9 @@ def test_monitor_sev1_pages_escalates_and_updates_on_time_through_crashes(
         due = t_open + hours * HOUR
         assert due <= notice.at <= due + TOLERANCE, (hours, notice.at - t_open)
     chain = [e for e in events if e.case_id == first.case_id]
-    report = verify_chain(sorted(chain, key=lambda e: e.seq))
-    assert report.ok, report.problems
+    keys = load_keyring(Settings(data_dir=stack.tmp))  # the key the engine generated in its data_dir
+    report = verify_chain(sorted(chain, key=lambda e: e.seq), keys=keys)
+    assert report.verified, report.problems
 
     # -- deliveries: each once, none missed ----------------------------------------------------------
     pages = stack.hooks.records("page")
