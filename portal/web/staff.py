@@ -1,6 +1,8 @@
 """The staff console: the triage queue and the work on one case (every route needs a staff user).
 
-`/staff` is the queue: untriaged cases (state new) first, then the oldest; Sev1 cases stand out. Filters:
+`/staff` is the queue: untriaged cases (state new) first, then the oldest; Sev1 cases stand out, and so do
+cases the email intake kept from email that failed sender authentication (`unauthenticated_mail`: the
+reason, the From it claimed and its envelope sender; only staff see them). Filters:
 state (`open` by default, `all`, or one state), severity (1, 2, 3, `none`) and partner. `/staff/cases/{ref}`
 (case id or ticket) shows the whole timeline, internal events included, and the forms that act on the case;
 each form POSTs to `/staff/cases/{ref}/{action}` with the CSRF token.
@@ -132,6 +134,19 @@ def age(since: datetime | None, now: datetime) -> str:
     return f"{mins}m"
 
 
+def unauthenticated_mail(view: CaseView) -> dict[str, str] | None:
+    """Why the email that opened the case failed sender authentication, with the From it claimed and its
+    envelope sender (`details` of the intake's open), or None for any other case."""
+    for event in view.timeline:
+        if event.type is CaseEventType.CASE_OPENED:
+            reason = event.details.get("unauthenticated")
+            if not isinstance(reason, str) or not reason:
+                return None
+            facts = ("claimed_from", "claimed_partner", "envelope_from")
+            return {"reason": reason} | {k: str(event.details.get(k) or "-") for k in facts}
+    return None
+
+
 def queue_row(view: CaseView, now: datetime) -> dict[str, Any]:
     """What the queue shows of one case."""
     return {
@@ -150,6 +165,7 @@ def queue_row(view: CaseView, now: datetime) -> dict[str, Any]:
         "age": age(view.opened_at, now),
         "opened_at": view.opened_at.isoformat() if view.opened_at else "",
         "breaches": sorted({clock_of(e) for e in view.breaches}),
+        "unauthenticated": unauthenticated_mail(view),
     }
 
 

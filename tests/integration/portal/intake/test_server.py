@@ -3,7 +3,12 @@
 The intake (`IntakeServer`, read model included) runs on its own event loop in a thread; emails go in with
 smtplib; its answers go out through a `MailCatcher` (the outbound SMTP server); commands and dead letters
 are read back from the test's topics. No case engine runs: a ticket is made known by writing a case event
-to the cases topic, as the engine would.
+to the cases topic, as the engine would (or the engine's own pure `apply` turns the intake's commands into
+the events).
+
+Sender authentication with real parts: DKIM signatures made with a generated key, verified by the intake
+through `intake_dns_resolver` pointing at a DNS server on 127.0.0.1 (`tests.mailauth.DnsStub`); spoofed mail
+kept for staff and shown by a real portal's staff console, never to a partner.
 """
 
 from __future__ import annotations
@@ -18,23 +23,32 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+import yaml
 from kafka import KafkaProducer
 
+from casefile.view import CaseView
 from fleetcore.settings import Settings
 from fleetwatch.mailcatcher import MailCatcher
+from portal.directory import UNAUTHENTICATED_CUSTOMER
 from portal.intake.server import IntakeServer
 from schemas.cases import CaseEvent, CaseEventType, CaseSource, CaseState, Severity, chained, event_id_for
 from schemas.commands import CaseCommand, CommandType
 from schemas.deadletter import DeadLetter
 from schemas.topics import Topics
+from streams.cases import Case, EngineConfig, apply
 from tests.helpers import T0, TopicReader, wait_for
+from tests.integration.portal.client import PortalClient
+from tests.integration.portal.conftest import USERS, RunningPortal
+from tests.mailauth import DkimKey, DnsStub
 
 pytestmark = pytest.mark.integration
 
 PARTNERS = Path(__file__).resolve().parents[4] / "examples" / "partners.yaml"
 SUPPORT = "support@fleetwatch.local"
 NADIA = "helpdesk@northwind.example"
-LINKS = ("http://127.0.0.1:8080/kb/server-unreachable", "http://127.0.0.1:8080/kb/slow-responses")
+TOM = "support@telco-isp.example"
+PORTAL_URL = "https://support.fleetwatch.example"
+LINKS = (f"{PORTAL_URL}/kb/server-unreachable", f"{PORTAL_URL}/kb/slow-responses")
 
 
 class Running:
@@ -102,20 +116,28 @@ class Running:
             return client.getreply()
 
 
+def intake_settings(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path, smtp_port: int, **extra: object
+) -> Settings:
+    values: dict[str, object] = {
+        "kafka_bootstrap": kafka_bootstrap,
+        "topic_prefix": topics.prefix,
+        "create_topics": False,
+        "data_dir": tmp_path / "data",
+        "partners_file": PARTNERS,
+        "intake_host": "127.0.0.1",
+        "intake_port": 0,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_port,
+        "portal_public_url": PORTAL_URL,
+    }
+    return Settings.model_validate({**values, **extra})
+
+
 @pytest.fixture
 def intake(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[Running]:
     catcher = MailCatcher(tmp_path / "mail").start()
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        topic_prefix=topics.prefix,
-        create_topics=False,
-        data_dir=tmp_path / "data",
-        partners_file=PARTNERS,
-        intake_host="127.0.0.1",
-        intake_port=0,
-        smtp_host="127.0.0.1",
-        smtp_port=catcher.port,
-    )
+    settings = intake_settings(kafka_bootstrap, topics, tmp_path, catcher.port)
     running = Running(settings, catcher, kafka_bootstrap, topics)
     running.start()
     try:
@@ -310,3 +332,166 @@ def _end_offset(bootstrap: str, topic: str) -> int:
         return sum(consumer.end_offsets(parts).values())
     finally:
         consumer.close()
+
+
+# -- who is speaking -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def northwind_key() -> DkimKey:
+    return DkimKey("northwind.example")
+
+
+@pytest.fixture
+def signed_intake(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path, northwind_key: DkimKey
+) -> Iterator[Running]:
+    """An intake whose directory requires DKIM of Northwind, its keys served by a DNS server on 127.0.0.1."""
+    dns = DnsStub({northwind_key.name: northwind_key.txt}).start()
+    data = yaml.safe_load(PARTNERS.read_text())
+    data["partners"]["northwind-partners"]["mail_auth"] = {"require": "dkim"}
+    partners = tmp_path / "partners.yaml"
+    partners.write_text(yaml.safe_dump(data))
+    catcher = MailCatcher(tmp_path / "mail").start()
+    settings = intake_settings(
+        kafka_bootstrap,
+        topics,
+        tmp_path,
+        catcher.port,
+        partners_file=partners,
+        intake_dns_resolver=dns.address,
+        intake_dns_timeout_s=2.0,
+    )
+    running = Running(settings, catcher, kafka_bootstrap, topics)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        catcher.stop()
+        dns.stop()
+
+
+def test_dkim_signed_mail_is_filed_and_unsigned_or_forged_mail_is_kept(
+    signed_intake: Running, northwind_key: DkimKey
+) -> None:
+    signed = northwind_key.sign(partner_mail().as_bytes())
+    signed_intake.send(signed)
+    signed_intake.send(partner_mail(message_id="<unsigned@northwind.example>"))
+    forged = DkimKey("northwind.example").sign(
+        partner_mail(message_id="<forged@northwind.example>").as_bytes()
+    )
+    signed_intake.send(forged)
+    signed_intake.send(partner_mail(sender=TOM, message_id="<marker@telco-isp.example>"), sender=TOM)
+    by_id = {c.details["message_id"]: c for c in signed_intake.commands(4)}  # partitions: any order
+    names = ("first@northwind.example", "unsigned@northwind.example", "forged@northwind.example")
+    filed, unsigned, bad = (by_id[f"<{name}>"] for name in names)
+    telco = by_id["<marker@telco-isp.example>"]
+    assert (filed.type, filed.partner_id, filed.customer_id) == (
+        CommandType.OPEN,
+        "northwind-partners",
+        "acme",
+    )
+    for kept in (unsigned, bad):
+        assert (kept.partner_id, kept.customer_id) == (None, UNAUTHENTICATED_CUSTOMER)
+    assert unsigned.details["unauthenticated"] == "policy require=dkim not met: no DKIM signature"
+    assert "DKIM d=northwind.example failed" in str(bad.details["unauthenticated"])
+    assert telco.partner_id == "telco-isp"
+    answers = signed_intake.answers(2)
+    assert sorted(str(a["To"]) for a in answers) == [NADIA, TOM]  # the kept mails got nothing
+    assert signed_intake.server.intake.stats.unauthenticated == 2
+
+
+def publish_decisions(portal: RunningPortal, commands: list[CaseCommand]) -> list[str]:
+    """The case engine's events for `commands` (each opening a case or answering one) on the cases topic;
+    the case ids, once the portal's read model shows them."""
+    config = EngineConfig()
+    cases: dict[str, Case | None] = {}
+    producer = KafkaProducer(bootstrap_servers=portal.settings.kafka_bootstrap, acks="all")
+    for number, command in enumerate(commands):
+        decision = apply(cases.get(command.case_id), command, config, f"FW-{100000 + number}")
+        cases[command.case_id] = decision.case
+        for event in decision.events:
+            producer.send(
+                portal.topics.cases, key=event.case_id.encode(), value=event.model_dump_json().encode()
+            )
+    producer.flush(30)
+    producer.close()
+    for case_id in cases:
+
+        def shown(wanted: str = case_id) -> CaseView | None:
+            return portal.readmodel.get(wanted)
+
+        wait_for(shown, 60, f"the read model to show {case_id}")
+    return list(cases)
+
+
+async def test_spoofed_mail_is_kept_for_staff_and_partners_never_see_it(
+    intake: Running, portal: RunningPortal
+) -> None:
+    intake.send(partner_mail())
+    [opened] = intake.commands(1)
+    spoof = partner_mail(f"Re: [FW case {opened.case_id}] please close this case", message_id="<spoof@x>")
+    intake.send(spoof, sender=TOM)  # a Telco envelope, Northwind's From and case tag
+    reused = partner_mail("Telco router down", message_id="<first@northwind.example>", sender=TOM)
+    intake.send(reused, sender=TOM)  # Telco reuses Northwind's Message-ID
+    follow = partner_mail("Re: Server acme-1 down", "still down", "<second@northwind.example>")
+    follow["In-Reply-To"] = "<first@northwind.example>"
+    intake.send(follow)
+    commands = intake.commands(4)  # partitions: in any order
+
+    def the(type_: CommandType, partner: str | None, customer: str | None = None) -> CaseCommand:
+        [found] = [
+            c
+            for c in commands
+            if c.type is type_ and c.partner_id == partner and (customer is None or c.customer_id == customer)
+        ]
+        return found
+
+    kept = the(CommandType.OPEN, None, UNAUTHENTICATED_CUSTOMER)
+    telco = the(CommandType.OPEN, "telco-isp")
+    reply = the(CommandType.CUSTOMER_REPLIED, None)
+    assert (kept.type, kept.partner_id, kept.customer_id) == (
+        CommandType.OPEN,
+        None,
+        UNAUTHENTICATED_CUSTOMER,
+    )
+    assert kept.case_id != opened.case_id
+    assert (telco.type, telco.partner_id) == (CommandType.OPEN, "telco-isp")
+    assert (reply.type, reply.case_id) == (CommandType.CUSTOMER_REPLIED, opened.case_id)
+    answers = intake.answers(3)
+    assert sorted(str(a["To"]) for a in answers) == [NADIA, NADIA, TOM]  # ack, Telco's ack, "added"
+    [ack] = [a for a in answers if str(a["Subject"]).startswith(f"[FW case {opened.case_id}] Received")]
+    assert all(link in body_of(ack) for link in LINKS)
+    stats = intake.server.intake.stats
+    assert (stats.unauthenticated, stats.opened, stats.replies) == (1, 2, 1)
+
+    publish_decisions(portal, commands)
+    reason = "envelope sender domain telco-isp.example is not aligned with From domain northwind.example"
+    async with PortalClient(portal.url) as sam:
+        assert (await sam.sign_in("sam", USERS["sam"]))[0] == 302
+        status, queue, _ = await sam.get("/staff")
+        assert status == 200
+        assert f'data-case="{kept.case_id}"' in queue
+        assert f'<span class="badge unauthenticated" title="{reason}">unauthenticated</span>' in queue
+        status, page, _ = await sam.get(f"/staff/cases/{kept.case_id}")
+        assert status == 200
+        assert 'id="unauthenticated"' in page
+        assert reason in page
+        assert f"<code>{TOM}</code>" in page  # the envelope sender
+        status, page, _ = await sam.get(f"/staff/cases/{opened.case_id}")
+        assert 'id="unauthenticated"' not in page
+    for user in ("nadia", "tom"):
+        async with PortalClient(portal.url) as partner:
+            assert (await partner.sign_in(user, USERS[user]))[0] == 302
+            status, listing, _ = await partner.get("/api/cases")
+            assert status == 200
+            assert kept.case_id not in listing
+            status, dashboard, _ = await partner.get("/")
+            assert kept.case_id not in dashboard
+            assert (await partner.get(f"/api/cases/{kept.case_id}"))[0] == 404
+            assert (await partner.get(f"/cases/{kept.case_id}"))[0] == 404
+    async with PortalClient(portal.url) as nadia:
+        await nadia.sign_in("nadia", USERS["nadia"])
+        status, listing, _ = await nadia.get("/api/cases")
+        assert opened.case_id in listing  # her own case is there (the negative checks can fail)
