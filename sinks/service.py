@@ -11,7 +11,8 @@ HTTP (aiohttp, settings.sink_http_host:sink_http_port; port 0 picks a free one):
   GET /api/history/{server_id}?limit=N   a server's recent probes and case events (JSON; 400 on bad input)
   GET /api/counts                        rows and distinct keys per table (JSON)
   GET /api/reports/{uptime|sla|capacity|cases}?month=YYYY-MM[&customer=..&server=..&format=json|csv
-      &threshold_ms=..]                  a report (history.reports); /api/reports/{name}.svg its chart
+      &threshold_ms=..][&case=<id|ticket>]  a report (history.reports; case: the sla report of one case);
+                                         /api/reports/{name}.svg its chart
   GET /healthz                           liveness and ingest totals (JSON)
   GET /metrics                           Prometheus text
 """
@@ -82,6 +83,8 @@ class SinkService:
         self.analysts_url: str | None = None
         """Base URL of the analysts' read-only ClickHouse HTTP endpoint (sinks.analysts) once listening,
         when settings.analysts_port is on and the store is embedded."""
+        self.analysts: AnalystsServer | None = None
+        """The analysts' endpoint while it runs (its query slots and sign-in throttle)."""
         self.stats: SinkStats | None = None
         self.maintenance: MaintenanceFeed | None = None
         """The followed maintenance windows while running."""
@@ -182,7 +185,7 @@ class SinkService:
             log.info("sink: query API on %s", self.http_url)
         analysts: AnalystsServer | None = None
         try:
-            analysts = await start_analysts(self.settings)
+            analysts = self.analysts = await start_analysts(self.settings)
             self.analysts_url = analysts.url if analysts is not None else None
             self.ready.set()
             return await asyncio.to_thread(self._ingest, sink)
