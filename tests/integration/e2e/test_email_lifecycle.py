@@ -1,6 +1,9 @@
 """The policy's email lifecycle end to end, with every real part: a partner's help desk emails support@,
 gets the automatic acknowledgement, support triages, the partner gets the ticket number in its own thread,
-and the partner's reply to that mail lands on the same case.
+and the partner's reply to that mail lands on the same case. Then the two ways the outside review broke in:
+a mail with Northwind's From and ticket tag sent from a Telco envelope becomes a staff-only case (not a
+reply on Northwind's case, no answer to the forged address), and a Telco mail reusing Northwind's Message-ID
+opens Telco's own case and is answered.
 
 Child processes: `fleetwatch intake`, `fleetwatch stream` (case engine), `fleetwatch notify`; an aiosmtpd
 catcher on 127.0.0.1 receives everything the intake and the notifier send.
@@ -29,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 HELPDESK = "helpdesk@northwind.example"
+TELCO = "support@telco-isp.example"
 SUPPORT = "support@fleetwatch.local"
 
 
@@ -76,11 +80,11 @@ def parts(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[Part
     p.close()
 
 
-def send(port: int, message: EmailMessage) -> None:
+def send(port: int, message: EmailMessage, envelope: str | None = None) -> None:
     def accepted() -> bool:
         try:
             with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
-                smtp.send_message(message)
+                smtp.send_message(message, from_addr=envelope)
         except (ConnectionRefusedError, smtplib.SMTPServerDisconnected):
             return False  # the intake is still starting
         return True
@@ -155,4 +159,37 @@ def test_email_case_gets_ack_ticket_in_thread_and_reply_threads_back(
     )
     assert replied[0].case_id == opened.case_id
     assert len([e for e in events() if e.type is CaseEventType.CASE_OPENED]) == 1
+
+    # a spoof: Northwind's From and ticket tag, a Telco envelope
+    spoof = EmailMessage(policy=email.policy.SMTP)
+    spoof["From"] = HELPDESK
+    spoof["To"] = SUPPORT
+    spoof["Subject"] = f"Re: [{ticket}] please close this case, all fine"
+    spoof["Message-ID"] = "<spoof-1@telco-isp.example>"
+    spoof.set_content("Problem solved, close it.")
+    send(parts.intake_port, spoof, envelope=TELCO)
+    # Telco reuses the Message-ID of Northwind's first mail
+    telco = EmailMessage(policy=email.policy.SMTP)
+    telco["From"] = TELCO
+    telco["To"] = SUPPORT
+    telco["Subject"] = "Our resolver for globex is down"
+    telco["Message-ID"] = "<lifecycle-1@northwind.example>"
+    telco.set_content("Since 09:00. customer: globex")
+    send(parts.intake_port, telco)
+
+    def opened_cases() -> list[CaseEvent] | None:
+        found = [e for e in events() if e.type is CaseEventType.CASE_OPENED]
+        return found if len(found) == 3 else None
+
+    by_customer = {e.customer_id: e for e in wait_for(opened_cases, 90, "the kept case and Telco's case")}
+    kept = by_customer["unauthenticated-email"]
+    assert kept.partner_id is None
+    assert kept.details["claimed_from"] == HELPDESK
+    assert "not aligned" in str(kept.details["unauthenticated"])
+    assert by_customer["globex"].partner_id == "telco-isp"
+    telco_ack = wait_for(lambda: parts.mails_to(TELCO), 60, "Telco's acknowledgement")[0]
+    assert "[FW case " in str(telco_ack["Subject"])
+    assert [e.case_id for e in events() if e.type is CaseEventType.CUSTOMER_REPLIED] == [opened.case_id]
+    assert not [m for m in parts.mail.messages if "please close" in str(m["Subject"])]  # no backscatter
+    assert not [m for m in parts.mail.messages if kept.case_id in str(m["Subject"])]
     cases.close()
