@@ -10,7 +10,9 @@ also prints the demo partners' sign-ins.
 With the demo the policy clock runs at 60x (one policy hour per real minute; `--clock-scale`), all processes
 sharing one origin, so a Sev1's page, VP escalation and hourly updates show within minutes. Ctrl-C (or
 SIGTERM) stops the children in reverse order, then the catchers, the demo fleet and the broker, each by its
-own PID.
+own PID. Before anything starts, every port `up` and its children will listen on is checked: a default that
+is taken moves to a free port (said on the console), one set in the environment that is taken stops `up` at
+once, naming its setting (`fleetwatch.ports`).
 """
 
 from __future__ import annotations
@@ -331,7 +333,9 @@ def ready_lines(settings: Settings, overrides: dict[str, Any], demo: bool, porta
         " (demo sign-in: nadia / northwind-demo for Northwind Partners, tom / telco-demo for Telco ISP, "
         "sam / staff-demo for support staff)"
         if demo
-        else " (users from FLEETWATCH_PARTNERS_FILE)"
+        else " (sign-ins: the users of FLEETWATCH_PARTNERS_FILE)"
+        if settings.partners_file
+        else " (no FLEETWATCH_PARTNERS_FILE: nobody can sign in yet)"
     )
     lines = [f"partner portal and staff console: {portal_url}{sign_in}"]
     analysts_port = overrides.get("analysts_port", settings.analysts_port)
