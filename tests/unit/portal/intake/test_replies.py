@@ -94,3 +94,12 @@ def test_long_subject_is_shortened_in_answers() -> None:
     mail = parse_mail(incoming(subject=b"x" * 290), max_parts=10)
     added = replies.added_to_case(mail, case_id=CASE, support_address=SUPPORT, now=NOW)
     assert len(str(added["Subject"])) < 260
+
+
+def test_link_paths_join_the_portal_url_and_full_urls_stay() -> None:
+    links = ("/kb/server-unreachable", "https://docs.example.com/guide")
+    assert replies.absolute_links(links, "https://support.example.com/") == [
+        "https://support.example.com/kb/server-unreachable",
+        "https://docs.example.com/guide",
+    ]
+    assert replies.absolute_links(links, "") == list(links)
