@@ -2,12 +2,14 @@
 
     fleetwatch report uptime --month 2026-11 [--customer acme] [--server acme-web-1]
     fleetwatch report sla --month 2026-11 --customer acme
-    fleetwatch report sla --month 2026-11 --case FW-100003     (drill-down: one case's timeline; ticket or id)
+    fleetwatch report sla --case FW-100003     (drill-down: one case's timeline, by ticket or case id; without
+                                               --month, in the month the case was opened)
     fleetwatch report capacity --month 2026-11 --threshold-ms 250 --svg capacity.svg
     fleetwatch report cases --format csv
 
 With the embedded store the report comes from the sink's HTTP API (the sink owns the store); with an
-http(s):// DSN ClickHouse is queried directly. Without --month, the current month of the runtime clock.
+http(s):// DSN ClickHouse is queried directly. Without --month, the current month of the runtime clock
+(with --case, the month the case was opened).
 """
 
 from __future__ import annotations
@@ -161,6 +163,9 @@ def _cmd_report(args: argparse.Namespace, settings_of: SettingsOf) -> int:
         params["threshold_ms"] = str(args.threshold_ms)
     request = parse(args.report, params)
     data = fetch_report(settings, request)
+    opened = data.get("case_opened_at")
+    if not args.month and opened and opened[:7] != month:  # --case alone: the month the case was opened
+        data = fetch_report(settings, parse(args.report, {**params, "month": opened[:7]}))
     if args.svg:
         try:
             Path(args.svg).write_text(render(data))

@@ -121,6 +121,11 @@ def test_cli_report_goes_through_the_sink(
     assert "case case-a (FW-100004) timeline:" in capsys.readouterr().out
     assert cli_main(["report", "sla", *common, "--case", "FW-100001"]) == 2
     assert "opened in 2026-10" in capsys.readouterr().err
+    # without --month, the month the case was opened (case-f: October)
+    assert cli_main(["report", "sla", "--data-dir", str(settings.data_dir), "--case", "FW-100001"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("sla report, 2026-10")
+    assert "case case-f (FW-100001) timeline:" in out
 
     assert cli_main(["report", "capacity", *common, "--threshold-ms", "200", "--server", "api-1"]) == 0
     assert "3.8" in capsys.readouterr().out
