@@ -25,11 +25,12 @@ from typing import Any
 import pygal  # type: ignore[import-untyped]  # no type information
 from pygal.style import Style  # type: ignore[import-untyped]
 
-from history.queries import InvalidQuery
-
 # pygal appends a legacy import hook for its map plugins (unused here) that has no find_spec, so every later
-# failed import anywhere in the process warns (ImportWarning; an error under -W error): take it out again.
+# failed import anywhere in the process warns (ImportWarning; an error under -W error): take it out again,
+# before importing anything else (history.queries -> clickhouse_connect tries an optional import).
 sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginImportFixer)]
+
+from history.queries import InvalidQuery  # noqa: E402
 
 WIDTH = 900
 STYLE = Style(
