@@ -234,6 +234,15 @@ class Settings(BaseSettings):
     analysts_max_result_bytes: int = Field(
         default=100 << 20, gt=0, description="Largest result (and response body) of one analysts' query."
     )
+    analysts_query_slots: int = Field(
+        default=4, ge=2, description="Analysts' queries running at once (all analysts together)."
+    )
+    analysts_query_slots_per_user: int = Field(
+        default=2,
+        ge=1,
+        description="Analysts' queries one analyst (user and address) runs at once; fewer than "
+        "analysts_query_slots (more wait their turn, holding no slot).",
+    )
     sink_chunk_max_rows: int = Field(
         default=20000, gt=0, description="Rows per ClickHouse insert chunk at most (per partition)."
     )

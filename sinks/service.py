@@ -83,6 +83,8 @@ class SinkService:
         self.analysts_url: str | None = None
         """Base URL of the analysts' read-only ClickHouse HTTP endpoint (sinks.analysts) once listening,
         when settings.analysts_port is on and the store is embedded."""
+        self.analysts: AnalystsServer | None = None
+        """The analysts' endpoint while it runs (its query slots and sign-in throttle)."""
         self.stats: SinkStats | None = None
         self.maintenance: MaintenanceFeed | None = None
         """The followed maintenance windows while running."""
@@ -183,7 +185,7 @@ class SinkService:
             log.info("sink: query API on %s", self.http_url)
         analysts: AnalystsServer | None = None
         try:
-            analysts = await start_analysts(self.settings)
+            analysts = self.analysts = await start_analysts(self.settings)
             self.analysts_url = analysts.url if analysts is not None else None
             self.ready.set()
             return await asyncio.to_thread(self._ingest, sink)

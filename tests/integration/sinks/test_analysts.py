@@ -8,6 +8,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from http.client import HTTPConnection
 from pathlib import Path
 
 import clickhouse_connect
@@ -166,9 +167,9 @@ def test_the_http_interface_looks_like_clickhouse(sink: SinkService) -> None:
         "SELECT currentDatabase()",
         auth=None,
         headers={"X-ClickHouse-User": "analyst", "X-ClickHouse-Key": PASSWORD},
-        database="system",
+        database="information_schema",
     )
-    assert (status, text) == (200, "system\n")
+    assert (status, text) == (200, "information_schema\n")
     status, headers, text = http(sink, "SELECT * FROM no_such_table")
     assert status == 404
     assert text.startswith("Code: 60. DB::Exception: ")
@@ -252,3 +253,99 @@ def test_escapes_and_limits_are_refused(sink: SinkService, tmp_path: Path) -> No
     assert not outfile.exists()
     # a failed query leaves nothing behind for the next one
     assert http(sink, body=b"SELECT 42")[::2] == (200, "42\n")
+
+
+def test_the_server_is_not_revealed(sink: SinkService) -> None:
+    """The outside review's findings, each now a ClickHouse-style 4xx."""
+    cases = [
+        ("SELECT getServerSetting('path')", 403, "497"),
+        ("SELECT * FROM system.disks", 403, "497"),
+        ("SELECT name, data_path FROM system.databases", 403, "497"),
+        ("SELECT count() FROM system.stack_trace", 403, "497"),
+        ('SELECT * FROM "SYSTEM"."DISKS"', 403, "497"),
+        ("SELECT * FROM merge('system', '^disks$')", 403, "497"),
+        ("SELECT * FROM clusterAllReplicas('default', system.disks)", 403, "497"),
+        ("WITH d AS (SELECT * FROM system.processes) SELECT * FROM d", 403, "497"),
+        ("SELECT 1 -- \nDROP TABLE x", 400, "62"),
+    ]
+    for statement, status, code in cases:
+        got, headers, text = http(sink, body=statement.encode())
+        assert (got, headers.get("X-ClickHouse-Exception-Code")) == (status, code), (statement, text)
+        assert text.startswith(f"Code: {code}. DB::Exception: "), text
+        assert "/" not in text.split("(version")[0] or "path" not in text  # no data path in the answer
+    got, headers, text = http(sink, "SELECT * FROM disks", database="system")
+    assert (got, headers["X-ClickHouse-Exception-Code"]) == (403, "497"), text
+    client = analyst_client(sink)  # what clickhouse-connect needs at connect time still answers
+    try:
+        tables = client.query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = currentDatabase() "
+            "AND table_name = 'probe_results'"
+        )
+        assert tables.result_rows == [("probe_results",)]
+        columns = client.query(
+            "SELECT name FROM system.columns WHERE database = currentDatabase() AND table = 'probe_results' "
+            "AND name = 'server_id'"
+        )
+        assert columns.result_rows == [("server_id",)]
+    finally:
+        client.close()
+
+
+def from_address(service: SinkService, source: str, sql: str, password: str) -> tuple[int, dict[str, str]]:
+    """POST `sql` from the loopback address `source`: (status, headers)."""
+    assert service.analysts_url is not None
+    url = urllib.parse.urlsplit(service.analysts_url)
+    conn = HTTPConnection(url.hostname or "", url.port, timeout=30, source_address=(source, 0))
+    token = base64.b64encode(f"analyst:{password}".encode()).decode()
+    try:
+        conn.request("POST", "/", body=sql.encode(), headers={"Authorization": f"Basic {token}"})
+        response = conn.getresponse()
+        response.read()
+        return response.status, dict(response.headers)
+    finally:
+        conn.close()
+
+
+def test_wrong_passwords_are_throttled(sink: SinkService) -> None:
+    statuses = [from_address(sink, "127.0.0.1", "SELECT 1", f"guess-{n}")[0] for n in range(300)]
+    assert statuses.count(403) <= 6
+    assert statuses[-1] == 429
+    status, headers = from_address(sink, "127.0.0.1", "SELECT 1", PASSWORD)
+    assert status == 429
+    assert int(headers["Retry-After"]) >= 1
+    # an address that has not failed signs in meanwhile
+    assert from_address(sink, "127.0.0.2", "SELECT 1", PASSWORD)[0] == 200
+
+
+def test_one_analyst_cannot_hold_every_slot(sink: SinkService) -> None:
+    slots = sink.settings.analysts_query_slots
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def slow(n: int) -> None:
+        # system.numbers never ends: each query runs to analysts_max_execution_s (408)
+        status, _ = from_address(sink, "127.0.0.1", "SELECT count() FROM system.numbers", PASSWORD)
+        with lock:
+            done.append(f"slow-{n}:{status}")
+
+    threads = [threading.Thread(target=slow, args=(n,)) for n in range(slots)]
+    for thread in threads:
+        thread.start()
+    try:
+        server = sink.analysts
+        assert server is not None
+        hog = "analyst@127.0.0.1"
+        share = sink.settings.analysts_query_slots_per_user
+        wait_for(
+            lambda: server.slots.running(hog) == share and server.slots.waiting(hog) == slots - share,
+            30,
+            "the hog's share running, its other queries queued",
+        )
+        status, _ = from_address(sink, "127.0.0.2", "SELECT 1", PASSWORD)
+        with lock:
+            assert status == 200
+            assert done == [], done  # answered while every one of the hog's queries was still open
+    finally:
+        for thread in threads:
+            thread.join(timeout=60)
+    assert len(done) == slots

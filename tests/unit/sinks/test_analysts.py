@@ -12,7 +12,6 @@ from pydantic import SecretStr
 from fleetcore.errors import ConfigError
 from fleetcore.settings import Settings
 from sinks.analysts import (
-    ALWAYS_DENIED,
     MAX_QUERY_BYTES,
     QueryRefused,
     Statement,
@@ -26,8 +25,9 @@ from sinks.analysts import (
     start_analysts,
     tokenize,
 )
+from sinks.analysts.access import DENIED_FUNCTIONS
 
-DENIED = ALWAYS_DENIED | {"url", "s3", "remote", "executable"}
+DENIED = DENIED_FUNCTIONS | {"url", "s3", "remote", "executable"}
 
 
 def refusal(sql: str) -> QueryRefused:

@@ -15,15 +15,21 @@ ClickHouse's status for the code (refused writes and DDL: 403).
 
 Security, in layers:
 - sign-in: HTTP basic, X-ClickHouse-User/Key headers or user/password parameters, compared in constant
-  time with settings.analysts_user / analysts_password (required when the port is on);
+  time with settings.analysts_user / analysts_password (required when the port is on); failures are
+  throttled per (user, client address), tighter when the user is under attack (fleetcore.throttle): a
+  blocked client gets 429 (QUOTA_EXCEEDED) with Retry-After, its password not even checked;
 - the statement's kind: the first keyword must be SELECT, WITH, SHOW, DESCRIBE, EXISTS or EXPLAIN;
 - the engine's own parser: `formatQuerySingleLine` refuses multi-statements and gives the canonical text,
-  which `classify` checks for the kind again, INTO OUTFILE and calls of `denied` functions (`file()`
-  reads any local file in embedded mode, and table functions that reach outside - their schema inference
-  runs even for DESCRIBE);
+  which `classify` checks for the kind again, INTO OUTFILE and calls of `denied` functions; then the
+  engine's tree of it (EXPLAIN AST, parameters bound) is checked by `access`: allowed statements, system
+  tables and functions only (no paths, disks, stacks, processes, users, server settings; no table
+  functions but generators), and the current database may not be `system`;
 - the engine's limits: every query runs on a fresh connection opened with readonly=1 (no writes, no
-  DDL, no setting may change, so the limits below hold), max_execution_time, max_memory_usage and
-  max_result_bytes (result_overflow_mode=throw); the response body is capped too.
+  DDL, no setting may change, so the limits below hold), allow_introspection_functions=0,
+  max_execution_time, max_memory_usage and max_result_bytes (result_overflow_mode=throw); the response
+  body is capped too;
+- query slots (`slots`): settings.analysts_query_slots at once, an analyst (user and address) at most
+  analysts_query_slots_per_user of them; their further queries wait without holding a slot, or get 503.
 The query runs as the analyst wrote it; parameter values are bound by the engine, never spliced into SQL.
 
 A fresh connection per query also keeps one query's failure from leaking into the next: on a reused chdb
@@ -40,7 +46,6 @@ import json
 import logging
 import os
 import re
-import socket
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,9 +55,13 @@ from urllib.parse import urlencode, urlsplit
 import chdb
 from aiohttp import web
 
+from fleetcore.clock import Clock, SystemClock
 from fleetcore.errors import ConfigError, FleetwatchError, StoreError
 from fleetcore.settings import Settings
+from fleetcore.throttle import SignInThrottle
 from history.store import DATABASE_PATTERN, is_embedded, redact
+from sinks.analysts import access
+from sinks.analysts.slots import QuerySlots, SlotsBusy
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,7 @@ UNKNOWN_DATABASE = 81
 READONLY = 164
 REQUIRED_PASSWORD = 194
 TOO_MANY_SIMULTANEOUS_QUERIES = 202
+QUOTA_EXCEEDED = 201
 QUERY_IS_TOO_LARGE = 393
 TOO_MANY_ROWS_OR_BYTES = 396
 ACCESS_DENIED = 497
@@ -91,6 +101,7 @@ _STATUS_GROUPS: tuple[tuple[int, str], ...] = (
         UNKNOWN_DATABASE_ENGINE UNKNOWN_TYPE_OF_QUERY UNKNOWN_ROLE""",
     ),
     (408, "TIMEOUT_EXCEEDED"),
+    (429, "QUOTA_EXCEEDED"),
     (413, "QUERY_IS_TOO_LARGE"),
     (501, "NOT_IMPLEMENTED"),
     (503, "SOCKET_TIMEOUT TOO_MANY_SIMULTANEOUS_QUERIES"),
@@ -101,21 +112,13 @@ _STATUS_BY_NAME = {name: status for status, names in _STATUS_GROUPS for name in 
 READ_KINDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"})
 """Statement kinds analysts may run; everything else is refused before it reaches the engine."""
 
-ALWAYS_DENIED = frozenset({"file", "eval", "python"})
-"""Functions refused whatever the engine says: file() reads any local file in embedded mode; eval runs
-a query built from a string; python reads the sink's own Python objects."""
-
-SAFE_TABLE_FUNCTIONS = frozenset({"format"})
-"""Table functions refused to readonly users that stay callable: format() only parses its argument (and
-shares its name with the string function)."""
-
 MAX_QUERY_BYTES = 256 * 1024
 """Longest SQL text accepted (ClickHouse's default max_query_size)."""
 MAX_REQUEST_BYTES = 1024 * 1024
 """Largest request body read."""
-MAX_CONCURRENT_QUERIES = 4
-"""Analysts' queries running at once; more wait for a slot up to the query time limit, then get 503."""
 DEFAULT_FORMAT = "TabSeparated"
+DISPLAY_NAME = "fleetwatch-analysts"
+"""X-ClickHouse-Server-Display-Name (not the host's name: hostName() is refused too)."""
 
 _LEXEME = re.compile(
     r"""
@@ -136,17 +139,19 @@ _QUERY_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _FORMAT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _ERROR_HEAD = re.compile(r"Code: (\d+)\. DB::Exception: ")
-_ERROR_NAME = re.compile(r"\s*\(([A-Z][A-Z0-9_]+)\)")
+_ERROR_NAME = re.compile(r"\(([A-Z][A-Z0-9_]+)\)")
 
 
 class QueryRefused(FleetwatchError):
     """An analysts' request the endpoint (or the engine) will not run, as a ClickHouse error."""
 
-    def __init__(self, code: int, name: str, message: str) -> None:
+    def __init__(self, code: int, name: str, message: str, retry_after: int = 0) -> None:
         super().__init__(message)
         self.code = code
         self.name = name
         self.message = message
+        self.retry_after = retry_after
+        """Seconds a client should wait before trying again (0: no Retry-After)."""
 
     @property
     def status(self) -> int:
@@ -253,6 +258,23 @@ def classify(sql: str, denied: frozenset[str]) -> Statement:
     return Statement(kind, output_format)
 
 
+def without_format(sql: str) -> str:
+    """`sql` without its output FORMAT clause (the one `classify` finds), so that EXPLAIN AST of it
+    answers in the format asked for."""
+    lexemes = [m for m in _LEXEME.finditer(sql) if m.lastgroup not in ("space", "comment")]
+    depth = 0
+    for i, lexeme in enumerate(lexemes):
+        text = lexeme.group()
+        if lexeme.lastgroup == "punct":
+            depth += {"(": 1, ")": -1}.get(text, 0)
+        elif lexeme.lastgroup == "word" and text.upper() == "FORMAT" and depth == 0 and i + 1 < len(lexemes):
+            name = lexemes[i + 1]
+            rest = lexemes[i + 2 :]
+            if name.lastgroup in ("word", "quoted") and (not rest or rest[0].group().upper() == "SETTINGS"):
+                return sql[: lexeme.start()] + sql[name.end() :]
+    return sql
+
+
 def parse_error(text: str) -> QueryRefused:
     """An engine error message as (code, name, message), without chdb's repeated prefixes and trailers."""
     heads = list(_ERROR_HEAD.finditer(text))
@@ -260,9 +282,13 @@ def parse_error(text: str) -> QueryRefused:
         return QueryRefused(1001, "STD_EXCEPTION", text.strip() or "query failed")
     last = heads[-1]
     rest = text[last.end() :]
-    named = _ERROR_NAME.search(rest)
-    message = (rest[: named.start()] if named else rest).strip()
-    return QueryRefused(int(last.group(1)), named.group(1) if named else "", message)
+    names = list(_ERROR_NAME.finditer(rest))
+    if not names:
+        return QueryRefused(int(last.group(1)), "", rest.strip())
+    # the error's name closes the message: "... at position 19 (TABLE) ...: TABLE x. (SYNTAX_ERROR)"
+    name = names[-1].group(1)
+    message = rest[: rest.index(f"({name})")].strip()
+    return QueryRefused(int(last.group(1)), name, message)
 
 
 def escape_param(value: str) -> str:
@@ -319,11 +345,12 @@ class ReadOnlyEngine:
             "max_memory_usage": str(settings.analysts_max_memory_bytes),
             "max_result_bytes": str(settings.analysts_max_result_bytes),
             "result_overflow_mode": "throw",
+            "allow_introspection_functions": "0",
         }
         self._connection_string = f"{path}?{urlencode(options)}"
         self.version = ""
         self.timezone = "UTC"
-        self.denied: frozenset[str] = ALWAYS_DENIED
+        self.denied: frozenset[str] = access.DENIED_FUNCTIONS
 
     @classmethod
     def open(cls, dsn: str, settings: Settings) -> ReadOnlyEngine:
@@ -335,13 +362,19 @@ class ReadOnlyEngine:
         except Exception as exc:
             raise StoreError(f"analysts' endpoint cannot open the store {redact(dsn)}: {exc}") from exc
         try:
-            facts = conn.query("SELECT version(), timezone(), getSetting('readonly')", "TSVRaw")
-            version, timezone, readonly = facts.bytes().decode().rstrip("\n").split("\t")
-            if readonly != "1":
-                raise StoreError(f"the embedded engine ignores readonly=1 (got {readonly!r})")
-            rows = conn.query(
-                "SELECT lower(name) FROM system.table_functions WHERE allow_readonly = 0", "TSVRaw"
+            facts = conn.query(
+                "SELECT version(), timezone(), getSetting('readonly'), "
+                "getSetting('allow_introspection_functions')",
+                "TSVRaw",
             )
+            version, timezone, readonly, introspection = facts.bytes().decode().rstrip("\n").split("\t")
+            if (readonly, introspection) != ("1", "false"):
+                raise StoreError(
+                    "the embedded engine ignores readonly=1 or allow_introspection_functions=0 "
+                    f"(got {readonly!r}, {introspection!r})"
+                )
+            aliases = conn.query("SELECT name, alias_to FROM system.functions WHERE alias_to != ''", "TSVRaw")
+            table_functions = conn.query("SELECT name FROM system.table_functions", "TSVRaw")
         except StoreError:
             raise
         except Exception as exc:
@@ -349,8 +382,10 @@ class ReadOnlyEngine:
         finally:
             conn.close()
         engine.version, engine.timezone = version, timezone
-        outside = set(rows.bytes().decode().split()) - SAFE_TABLE_FUNCTIONS
-        engine.denied = frozenset(outside) | ALWAYS_DENIED
+        pairs = [line.split("\t") for line in aliases.bytes().decode().splitlines()]
+        engine.denied = access.denied_functions(
+            [(p[0], p[1]) for p in pairs if len(p) == 2], table_functions.bytes().decode().split()
+        )
         return engine
 
     def run(self, sql: str, database: str, fmt: str, params: Mapping[str, str]) -> Answer:
@@ -366,7 +401,16 @@ class ReadOnlyEngine:
                 # the formatter's errors are the statement's own (syntax, several statements)
                 exc.message = exc.message.split(": In scope SELECT formatQuerySingleLine(")[0]
                 raise
-            statement = classify(canonical.bytes().decode().rstrip("\n"), self.denied)
+            text = canonical.bytes().decode().rstrip("\n")
+            statement = classify(text, self.denied)
+            try:
+                access.check_database(database)
+                access.check_show([t.text.upper() for t in tokenize(text)[:4]])
+                # the engine's tree of the statement, its parameters bound
+                tree = self._query(conn, f"EXPLAIN AST {without_format(text)}", "TSVRaw", dict(params))
+                access.check_tree(bytes(tree.bytes() or b"").decode(), self.denied)
+            except access.AccessDenied as exc:
+                raise QueryRefused(ACCESS_DENIED, "ACCESS_DENIED", str(exc)) from exc
             self._query(conn, f"USE `{database}`", "TabSeparated", {})
             result = self._query(conn, sql, fmt, dict(params))
             body = bytes(result.bytes() or b"")
@@ -469,15 +513,20 @@ def credentials(request: web.Request) -> tuple[str, str] | None:
 class AnalystsServer:
     """The analysts' endpoint: an aiohttp app on its own port, running queries on a ReadOnlyEngine."""
 
-    def __init__(self, settings: Settings, engine: ReadOnlyEngine) -> None:
+    def __init__(self, settings: Settings, engine: ReadOnlyEngine, clock: Clock | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.url: str | None = None
         """Base URL once listening."""
-        self.display_name = socket.gethostname()
+        self.display_name = DISPLAY_NAME
+        self.clock: Clock = clock or SystemClock()
+        """Wall time for the sign-in throttle (tests give their own)."""
+        self.throttle = SignInThrottle()
+        """Failed sign-ins per (user, client address), and their backoff."""
+        self.slots = QuerySlots(settings.analysts_query_slots, settings.analysts_query_slots_per_user)
+        """Query slots, a share of them per analyst (user and client address)."""
         self._user = settings.analysts_user.encode()
         self._password = settings.analysts_password.get_secret_value().encode()
-        self._slots = asyncio.Semaphore(MAX_CONCURRENT_QUERIES)
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
@@ -529,24 +578,40 @@ class AnalystsServer:
         headers["X-ClickHouse-Exception-Code"] = str(exc.code)
         if exc.code == REQUIRED_PASSWORD:
             headers["WWW-Authenticate"] = 'Basic realm="fleetwatch analysts"'
+        if exc.retry_after:
+            headers["Retry-After"] = str(exc.retry_after)
         return web.Response(status=exc.status, text=text, headers=headers)
 
     async def _ok(self, request: web.Request) -> web.Response:
         return web.Response(text="Ok.\n")
 
-    def _check_sign_in(self, request: web.Request) -> None:
+    def _check_sign_in(self, request: web.Request) -> str:
+        """Who signs in: "user@address" (raises QueryRefused: no or wrong sign-in, or throttled)."""
         given = credentials(request)
         if given is None:
             raise QueryRefused(REQUIRED_PASSWORD, "REQUIRED_PASSWORD", "Sign in with a user and password")
+        user, client = given[0] or "default", request.remote or "unknown"
+        now = self.clock.now()
+        wait = self.throttle.retry_after(user, client, now)
+        if wait:  # the password is not even checked
+            raise QueryRefused(
+                QUOTA_EXCEEDED,
+                "QUOTA_EXCEEDED",
+                f"{user}: too many failed sign-ins from {client}; try again in {wait} s",
+                retry_after=wait,
+            )
         user_ok = hmac.compare_digest(given[0].encode(), self._user)
         password_ok = hmac.compare_digest(given[1].encode(), self._password)
         if not (user_ok and password_ok):
+            blocked = self.throttle.failed(user, client, now)
+            log.warning("analysts: failed sign-in of %r from %s (blocked for %d s)", user, client, blocked)
             raise QueryRefused(
                 AUTHENTICATION_FAILED,
                 "AUTHENTICATION_FAILED",
-                f"{given[0] or 'default'}: Authentication failed: password is incorrect, "
-                "or there is no user with such name",
+                f"{user}: Authentication failed: password is incorrect, or there is no user with such name",
             )
+        self.throttle.succeeded(user, client)
+        return f"{user}@{client}"
 
     async def _read(self, request: web.Request) -> tuple[dict[str, str], bytes]:
         values = {key: request.query[key] for key in request.query}
@@ -576,11 +641,11 @@ class AnalystsServer:
         try:
             if request.method == "GET" and "query" not in request.query:
                 return await self._ok(request)
-            self._check_sign_in(request)
+            who = self._check_sign_in(request)
             values, body = await self._read(request)
             wanted = parse_request(values, body, self.settings.clickhouse_database)
             query_id = wanted.query_id
-            answer = await self._run(wanted)
+            answer = await self._run(wanted, who)
         except QueryRefused as exc:
             log.info("analysts: query %s refused: %s (code %d)", query_id, exc.message, exc.code)
             return self._error(exc, query_id)
@@ -591,22 +656,25 @@ class AnalystsServer:
         log.debug("analysts: query %s (%s) answered", query_id, answer.statement.kind)
         return web.Response(body=answer.body, headers=headers)
 
-    async def _run(self, wanted: Request) -> Answer:
-        timeout = self.settings.analysts_max_execution_s
+    async def _run(self, wanted: Request, who: str) -> Answer:
         try:
-            await asyncio.wait_for(self._slots.acquire(), timeout)
-        except TimeoutError as exc:
+            async with self.slots.slot(who, self.settings.analysts_max_execution_s):
+                job = asyncio.ensure_future(
+                    asyncio.to_thread(
+                        self.engine.run, wanted.sql, wanted.database, wanted.default_format, wanted.params
+                    )
+                )
+                try:
+                    return await asyncio.shield(job)
+                except asyncio.CancelledError:
+                    # the client left: the query runs on in its thread (up to max_execution_time), and
+                    # keeps its slot until it ends
+                    await asyncio.wait({job})
+                    raise
+        except SlotsBusy as exc:
             raise QueryRefused(
-                TOO_MANY_SIMULTANEOUS_QUERIES,
-                "TOO_MANY_SIMULTANEOUS_QUERIES",
-                f"Too many simultaneous queries. Maximum: {MAX_CONCURRENT_QUERIES}",
+                TOO_MANY_SIMULTANEOUS_QUERIES, "TOO_MANY_SIMULTANEOUS_QUERIES", str(exc), retry_after=1
             ) from exc
-        try:
-            return await asyncio.to_thread(
-                self.engine.run, wanted.sql, wanted.database, wanted.default_format, wanted.params
-            )
-        finally:
-            self._slots.release()
 
 
 async def start_analysts(settings: Settings) -> AnalystsServer | None:
@@ -621,6 +689,11 @@ async def start_analysts(settings: Settings) -> AnalystsServer | None:
         return None
     if not settings.analysts_password.get_secret_value():
         raise ConfigError("analysts_password must be set when analysts_port is on")
+    if settings.analysts_query_slots_per_user >= settings.analysts_query_slots:
+        raise ConfigError(
+            "analysts_query_slots_per_user must be less than analysts_query_slots "
+            "(so that one analyst cannot hold every slot)"
+        )
     engine = await asyncio.to_thread(ReadOnlyEngine.open, dsn, settings)
     server = AnalystsServer(settings, engine)
     url = await server.start()
