@@ -7,18 +7,21 @@ out for its owner:
   blocks that pair for `base_delay_s`, doubling per failure up to `max_delay_s`. A success clears the pair.
   A pair quiet for `forget_after_s` starts afresh.
 - per account, from every client: when `account_failures` failures land within `account_window_s`
-  (a guesser spreads over many addresses), the account is under attack and every failing client is blocked
-  from its first failure. A client that has not failed is never refused: the owner signs in from their
-  usual address while the attack goes on.
+  (a guesser spreads over many addresses), the account is under attack: every failing client is blocked
+  from its first failure, and every sign-in of the account is slowed down by `account_delay_s` before its
+  password is checked (a tarpit: a guesser holds a connection per guess). A client that has not failed is
+  never refused: the owner signs in from their usual address while the attack goes on, only later.
 
 The caller asks `retry_after` before checking the password (and answers "429, retry in N s" without
-checking it when N > 0), then reports the outcome with `failed` or `succeeded`. Time is passed in;
-memory is bounded by `max_entries` pairs and accounts (least recently seen forgotten first, blocked pairs
-last). Not thread-safe: one event loop or one lock around it.
+checking it when N > 0), waits `slowdown` seconds, then reports the outcome with `failed` or `succeeded`.
+Clients are named by `client_key` (an IPv6 client by its /64 network, the block one subscriber holds).
+Time is passed in; memory is bounded by `max_entries` pairs and accounts (least recently seen forgotten
+first, blocked pairs last). Not thread-safe: one event loop or one lock around it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -42,6 +45,8 @@ class ThrottlePolicy:
     account_failures: int = 50
     """Failures of one account, from any clients, within `account_window_s` that mean it is under attack."""
     account_window_s: float = 600.0
+    account_delay_s: float = 1.0
+    """The wait before each password of an account under attack is checked."""
     max_entries: int = 10_000
     """Pairs (and, separately, accounts) remembered at most."""
 
@@ -79,6 +84,10 @@ class SignInThrottle:
         if recent is None or len(recent) < self.policy.account_failures:
             return False
         return recent[0] > now - timedelta(seconds=self.policy.account_window_s)
+
+    def slowdown(self, account: str, now: datetime) -> float:
+        """Seconds to wait before checking a password of `account` (0 unless it is under attack)."""
+        return self.policy.account_delay_s if self.under_attack(account, now) else 0.0
 
     def failed(self, account: str, client: str, now: datetime) -> int:
         """Record a failed sign-in; return the whole seconds the pair is now blocked for (0: none)."""
@@ -125,3 +134,16 @@ class SignInThrottle:
             del entries[k]
         while len(entries) > self.policy.max_entries:
             entries.popitem(last=False)
+
+
+def client_key(address: str) -> str:
+    """The client a peer address stands for: an IPv4 address itself, an IPv6 address its /64 network."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)

@@ -54,7 +54,7 @@ from aiohttp import web
 from fleetcore.clock import Clock, SystemClock
 from fleetcore.errors import ConfigError, FleetwatchError
 from fleetcore.settings import Settings
-from fleetcore.throttle import SignInThrottle
+from fleetcore.throttle import SignInThrottle, client_key
 from history.store import is_embedded, redact
 from sinks.analysts.engine import Answer, ReadOnlyEngine
 from sinks.analysts.slots import QuerySlots, SlotsBusy
@@ -129,7 +129,13 @@ def credentials(request: web.Request) -> tuple[str, str] | None:
 class AnalystsServer:
     """The analysts' endpoint: an aiohttp app on its own port, running queries on a ReadOnlyEngine."""
 
-    def __init__(self, settings: Settings, engine: ReadOnlyEngine, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: ReadOnlyEngine,
+        clock: Clock | None = None,
+        throttle: SignInThrottle | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.url: str | None = None
@@ -137,7 +143,7 @@ class AnalystsServer:
         self.display_name = DISPLAY_NAME
         self.clock: Clock = clock or SystemClock()
         """Wall time for the sign-in throttle (tests give their own)."""
-        self.throttle = SignInThrottle()
+        self.throttle = throttle or SignInThrottle()
         """Failed sign-ins per (user, client address), and their backoff."""
         self.slots = QuerySlots(settings.analysts_query_slots, settings.analysts_query_slots_per_user)
         """Query slots, a share of them per analyst (user and client address)."""
@@ -201,12 +207,12 @@ class AnalystsServer:
     async def _ok(self, request: web.Request) -> web.Response:
         return web.Response(text="Ok.\n")
 
-    def _check_sign_in(self, request: web.Request) -> str:
+    async def _check_sign_in(self, request: web.Request) -> str:
         """Who signs in: "user@address" (raises QueryRefused: no or wrong sign-in, or throttled)."""
         given = credentials(request)
         if given is None:
             raise QueryRefused(REQUIRED_PASSWORD, "REQUIRED_PASSWORD", "Sign in with a user and password")
-        user, client = given[0] or "default", request.remote or "unknown"
+        user, client = given[0] or "default", client_key(request.remote or "unknown")
         now = self.clock.now()
         wait = self.throttle.retry_after(user, client, now)
         if wait:  # the password is not even checked
@@ -216,6 +222,10 @@ class AnalystsServer:
                 f"{user}: too many failed sign-ins from {client}; try again in {wait} s",
                 retry_after=wait,
             )
+        delay = self.throttle.slowdown(user, now)
+        if delay:  # the user is under attack: every sign-in waits, so a guesser holds a connection per guess
+            await asyncio.sleep(delay)
+            now = self.clock.now()
         user_ok = hmac.compare_digest(given[0].encode(), self._user)
         password_ok = hmac.compare_digest(given[1].encode(), self._password)
         if not (user_ok and password_ok):
@@ -257,7 +267,7 @@ class AnalystsServer:
         try:
             if request.method == "GET" and "query" not in request.query:
                 return await self._ok(request)
-            who = self._check_sign_in(request)
+            who = await self._check_sign_in(request)
             values, body = await self._read(request)
             wanted = parse_request(values, body, self.settings.clickhouse_database)
             query_id = wanted.query_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from fleetcore.throttle import SignInThrottle, ThrottlePolicy
+from fleetcore.throttle import SignInThrottle, ThrottlePolicy, client_key
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -58,7 +58,10 @@ def test_under_attack_failing_clients_block_at_once_but_a_clean_client_is_never_
     assert throttle.retry_after("analyst", "10.0.2.1", at(10)) == 1
     assert throttle.retry_after("analyst", "192.168.1.5", at(10)) == 0  # the owner's address
     assert not throttle.under_attack("other", at(10))
+    assert throttle.slowdown("analyst", at(10)) == ThrottlePolicy().account_delay_s  # everyone waits a bit
+    assert throttle.slowdown("other", at(10)) == 0
     assert not throttle.under_attack("analyst", at(10 + 61))  # the window has passed
+    assert throttle.slowdown("analyst", at(10 + 61)) == 0
 
 
 def test_memory_is_bounded_and_blocked_pairs_are_kept_longest() -> None:
@@ -73,3 +76,11 @@ def test_memory_is_bounded_and_blocked_pairs_are_kept_longest() -> None:
         later.failed(f"user-{n}", "attacker", T0)
     assert len(later) == 100
     assert ("analyst", "attacker") not in later._pairs  # unblocked pairs go first, oldest first
+
+
+def test_clients_are_addresses_and_ipv6_networks() -> None:
+    assert client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_key("2001:db8:1:2:aaaa::1") == client_key("2001:db8:1:2:bbbb::9") == "2001:db8:1:2::/64"
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("unknown") == "unknown"

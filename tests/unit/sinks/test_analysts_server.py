@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from fleetcore.settings import Settings
-from fleetcore.throttle import ThrottlePolicy
+from fleetcore.throttle import SignInThrottle, ThrottlePolicy
 from sinks.analysts import AnalystsServer, ReadOnlyEngine
 from tests.helpers import eventually
 
@@ -92,6 +92,24 @@ async def test_a_burst_of_wrong_passwords_is_throttled_but_not_the_owner(
     finally:
         await guesser.close()
         await owner.close()
+
+
+async def test_under_attack_failing_addresses_are_blocked_at_once_and_a_clean_one_still_signs_in(
+    rig: tuple[AnalystsServer, TestServer, StepClock],
+) -> None:
+    server, test_server, _ = rig
+    server.throttle = SignInThrottle(ThrottlePolicy(account_failures=3, account_delay_s=0.01))
+    clients = [await client_from(test_server, f"127.0.0.{n}") for n in range(1, 6)]
+    try:
+        for client in clients[:3]:  # a guesser spread over three addresses, one failure each
+            assert (await query(client, "SELECT 1", password="guess")).status == 403
+        assert server.throttle.under_attack("analyst", server.clock.now())
+        assert (await query(clients[3], "SELECT 1", password="guess")).status == 403
+        assert (await query(clients[3], "SELECT 1", password="guess")).status == 429  # after one failure
+        assert (await query(clients[4], "SELECT 1")).status == 200  # slowed down, never refused
+    finally:
+        for client in clients:
+            await client.close()
 
 
 async def test_one_analyst_cannot_hold_every_slot(rig: tuple[AnalystsServer, TestServer, StepClock]) -> None:
