@@ -8,9 +8,9 @@ tied to a session; signing in replaces that session with a fresh id (no fixation
 HMAC of the session id, so it dies with the session.
 
 The JSON API also takes `Authorization: Bearer <token>` (tokens stored as sha256 in the directory); bearer
-requests carry no ambient credentials, so they are exempt from CSRF. Failed sign-ins are throttled per user
-name and per client address (`LoginThrottle`), and sign-ins, failures and sign-outs are audited
-(PortalAuditEvent on portal-audit).
+requests carry no ambient credentials, so they are exempt from CSRF. Failed sign-ins are throttled per (user,
+client) and per client, and slow a user under attack down for everyone without locking the account
+(`portal.web.throttle`); sign-ins, failures and sign-outs are audited (PortalAuditEvent on portal-audit).
 
 Handlers use: `current_user`, `require_user`, `require_staff`, `csrf_token`, `check_csrf`, `render`, `flash`;
 a route open to anonymous visitors is registered with its handler wrapped in `public(...)`.
@@ -18,17 +18,20 @@ a route open to anonymous visitors is registered with its handler wrapped in `pu
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
+import unicodedata
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from aiohttp import web
 from multidict import MultiDictProxy
@@ -37,6 +40,7 @@ from fleetcore.errors import ConfigError
 from fleetcore.settings import Settings
 from portal.directory import User, UserRole
 from portal.web.keys import KEYS
+from portal.web.throttle import SignInGuard, client_key
 from schemas.portal import PortalAction, PortalAuditEvent
 
 log = logging.getLogger(__name__)
@@ -70,51 +74,6 @@ def load_secret(settings: Settings) -> bytes:
     except OSError as exc:
         raise ConfigError(f"cannot keep the portal key in {path}: {exc}") from exc
     return key.encode("utf-8")
-
-
-# -- failed sign-in throttle (pure: time is passed in) -----------------------------------------------------
-
-
-class LoginThrottle:
-    """At most `limit` failed sign-ins per key (user name, client address) within `window_s` seconds."""
-
-    def __init__(self, limit: int = 5, window_s: float = 900.0, max_keys: int = 100_000) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self.max_keys = max_keys
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.get(key)
-        if times is None:
-            return deque()
-        while times and times[0] <= now - self.window_s:
-            times.popleft()
-        if not times:
-            del self._failures[key]
-        return times
-
-    def blocked(self, keys: list[str], now: float) -> bool:
-        """Whether any of the keys has used up its failures in the window."""
-        return any(len(self._recent(key, now)) >= self.limit for key in keys)
-
-    def fail(self, keys: list[str], now: float) -> None:
-        """Count one failed sign-in against every key (memory stays bounded: `max_keys` keys at most)."""
-        if len(self._failures) >= self.max_keys:
-            for key in list(self._failures):
-                self._recent(key, now)
-            while len(self._failures) >= self.max_keys:
-                del self._failures[next(iter(self._failures))]
-        for key in keys:
-            self._recent(key, now)
-            self._failures.setdefault(key, deque()).append(now)
-
-    def __len__(self) -> int:
-        return len(self._failures)
-
-    def clear(self, key: str) -> None:
-        """Forget a key's failures (a user who signed in successfully)."""
-        self._failures.pop(key, None)
 
 
 # -- sessions ---------------------------------------------------------------------------------------------
@@ -178,10 +137,13 @@ class AuthState:
 
     secret: bytes
     sessions: SessionStore
-    throttle_user: LoginThrottle = field(default_factory=lambda: LoginThrottle(5, 900.0))
-    throttle_remote: LoginThrottle = field(default_factory=lambda: LoginThrottle(20, 900.0))
+    guard: SignInGuard = field(default_factory=SignInGuard)
+    """The failed sign-in throttle (portal.web.throttle)."""
     secure_cookies: bool = True
     monotonic: Callable[[], float] = time.monotonic
+    """Session expiry and the throttle's time (tests set a hand-moved clock)."""
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """How the sign-in tarpit waits (tests record the wait and move their clock instead)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AuthState:
@@ -377,13 +339,24 @@ def _csrf_ok(request: web.Request, token: str) -> bool:
     return hmac.compare_digest(_state(request).csrf_for(session.sid), token)
 
 
+async def read_form(request: web.Request) -> MultiDictProxy[Any]:
+    """The POSTed form (empty for other content types); 413 past the size limit, 400 when it cannot be read
+    (not UTF-8, an unknown charset, a broken multipart body)."""
+    try:
+        return await request.post()
+    except (ValueError, LookupError) as exc:
+        if is_api(request):
+            raise json_error(web.HTTPBadRequest, f"the form cannot be read: {exc}") from exc
+        raise web.HTTPBadRequest(text=f"the form cannot be read: {exc}") from exc
+
+
 async def check_csrf(request: web.Request) -> MultiDictProxy[Any]:
     """The POSTed form, after checking its `csrf_token` (or X-CSRF-Token header); 403 when it is wrong.
 
     Requests authenticated by an API token are exempt (no ambient credentials to abuse).
     """
     await current_user(request)
-    form = await request.post()
+    form = await read_form(request)
     if via_bearer(request):
         return form
     token = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER, "")
@@ -423,11 +396,39 @@ async def render(request: web.Request, template: str, status: int = 200, **conte
 # -- sign-in and sign-out ----------------------------------------------------------------------------------
 
 
-def _safe_next(target: str | None) -> str:
-    """Only local paths may follow a sign-in (no open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return "/"
+MAX_NEXT = 2048
+"""Longest `next` target kept after a sign-in; longer ones fall back to "/"."""
+
+
+def _plain_local(text: str) -> bool:
+    """Starts with exactly one "/" and holds no backslash, whitespace, control or format character."""
+    if not text.startswith("/") or text.startswith("//"):
+        return False
+    return not any(c == "\\" or c.isspace() or unicodedata.category(c).startswith("C") for c in text)
+
+
+def safe_next(target: str | None) -> str:
+    """Where a sign-in may send the browser: `target` when it is a path on this site, else "/".
+
+    Accepted only when, as written, it starts with a single "/" and holds no backslash, whitespace or control
+    character (browsers drop tabs and newlines and read "\\" as "/", so "/\\t/evil.example" means
+    "//evil.example"); when urllib's parser finds no scheme and no host in it; and when its path,
+    percent-decoded, passes the same test and has no "." or ".." segment (so no decoding or normalising step
+    on the way can turn it into "//host"). aiohttp then writes it to the Location header unchanged but for
+    percent-quoting.
+    """
+    if not target or len(target) > MAX_NEXT or not _plain_local(target):
+        return "/"
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return "/"
+    path = unquote(parts.path)
+    if parts.scheme or parts.netloc or not _plain_local(path):
+        return "/"
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return "/"
+    return target
 
 
 async def _audit(request: web.Request, action: PortalAction, username: str, **details: str) -> None:
@@ -450,40 +451,49 @@ async def _audit(request: web.Request, action: PortalAction, username: str, **de
 
 async def login_page(request: web.Request) -> web.Response:
     """GET /login: the sign-in form."""
-    return await render(request, "login.html", next=_safe_next(request.query.get("next")), error=None)
+    return await render(request, "login.html", next=safe_next(request.query.get("next")), error=None)
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
-    """POST /login: check CSRF, throttle, password; start a fresh session; audit either way."""
+    """POST /login: check CSRF, throttle, password; start a fresh session; audit either way.
+
+    The throttle (`portal.web.throttle.SignInGuard`) refuses a client that failed too often (429 with
+    Retry-After) and makes every attempt on a user under attack wait first; it never refuses a client that
+    has not failed.
+    """
     form = await check_csrf(request)
     username = str(form.get("username", "")).strip().lower()[:64]
     password = str(form.get("password", ""))
-    target = _safe_next(str(form.get("next", "")))
+    target = safe_next(str(form.get("next", "")))
     state = _state(request)
-    now = state.monotonic()
-    remote = request.remote or "-"
-    if state.throttle_user.blocked([f"user:{username}"], now) or state.throttle_remote.blocked(
-        [f"remote:{remote}"], now
-    ):
+    client = client_key(request.remote)
+    verdict = state.guard.check(username, client, state.monotonic())
+    if verdict.refused:
         await _audit(request, PortalAction.SIGN_IN_FAILED, username or "-", reason="throttled")
-        return await render(
+        response = await render(
             request,
             "login.html",
             status=429,
             next=target,
-            error="Too many failed sign-ins. Wait a few minutes and try again.",
+            error="Too many failed sign-ins from here. Wait a few minutes and try again.",
         )
+        response.headers["Retry-After"] = str(max(1, math.ceil(verdict.retry_after_s)))
+        return response
+    slowed = {"delay_s": f"{verdict.delay_s:g}"} if verdict.delay_s > 0 else {}
+    if verdict.delay_s > 0:
+        await state.sleep(verdict.delay_s)
     user = request.app[KEYS.directory].authenticate(username, password) if username and password else None
     if user is None:
-        state.throttle_user.fail([f"user:{username}"], now)
-        state.throttle_remote.fail([f"remote:{remote}"], now)
-        await _audit(request, PortalAction.SIGN_IN_FAILED, username or "-", reason="bad credentials")
+        state.guard.failed(username, client, state.monotonic())
+        await _audit(
+            request, PortalAction.SIGN_IN_FAILED, username or "-", reason="bad credentials", **slowed
+        )
         return await render(
             request, "login.html", status=401, next=target, error="Wrong user name or password."
         )
-    state.throttle_user.clear(f"user:{username}")
+    state.guard.succeeded(username, client)
     _start_session(request, user.username)
-    await _audit(request, PortalAction.SIGN_IN, user.username)
+    await _audit(request, PortalAction.SIGN_IN, user.username, **slowed)
     raise web.HTTPFound(target)
 
 

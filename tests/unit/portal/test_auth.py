@@ -1,9 +1,9 @@
-"""The portal's auth layer without Kafka: throttle, session store, cookie signing, the portal key, and the
-request helpers in an app with fake command and audit writers."""
+"""The portal's auth layer without Kafka: session store, cookie signing, the portal key, the request helpers,
+and sign-in with its throttle in an app with recording command and audit writers (tests/unit/portal/rig.py).
+Clients on other loopback addresses (127.0.0.x) are other clients to the throttle."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,42 +12,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from fleetcore.settings import Settings
-from portal.directory import load_directory
-from portal.readmodel import ReadModel
 from portal.web import auth
-from portal.web.app import create_app
-from portal.web.keys import KEYS
-from schemas.commands import CaseCommand
-from schemas.portal import PortalAction, PortalAuditEvent
-
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "partners.yaml"
-TOKEN_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def test_throttle_blocks_after_the_limit_and_forgets_after_the_window() -> None:
-    throttle = auth.LoginThrottle(limit=3, window_s=60)
-    for at in (0.0, 1.0):
-        throttle.fail(["user:tom"], at)
-    assert not throttle.blocked(["user:tom"], 2.0)
-    throttle.fail(["user:tom"], 2.0)
-    assert throttle.blocked(["user:tom"], 3.0)
-    assert throttle.blocked(["user:nadia", "user:tom"], 3.0), "any key blocked blocks"
-    assert not throttle.blocked(["user:nadia"], 3.0)
-    assert not throttle.blocked(["user:tom"], 60.5), "the first failure left the window"
-    throttle.fail(["user:tom"], 60.6)
-    assert throttle.blocked(["user:tom"], 60.7)
-    throttle.clear("user:tom")
-    assert not throttle.blocked(["user:tom"], 60.7)
-
-
-def test_throttle_memory_is_bounded() -> None:
-    throttle = auth.LoginThrottle(limit=2, window_s=60, max_keys=10)
-    for n in range(100):
-        throttle.fail([f"user:guess{n}"], float(n) / 10)
-    assert len(throttle) <= 10
-    assert throttle.blocked(["user:guess99"], 10.0) is False
-    throttle.fail(["user:guess99"], 10.0)
-    assert throttle.blocked(["user:guess99"], 10.0)
+from portal.web.throttle import SignInGuard
+from schemas.portal import PortalAction
+from tests.unit.portal.rig import USERS, Client, Recorder, csrf_from_page, make_app, sign_in, start
 
 
 def test_session_store_expiry_and_bound() -> None:
@@ -94,38 +62,7 @@ def test_portal_key_configured_or_kept_in_data_dir(tmp_path: Path) -> None:
     assert auth.load_secret(Settings(data_dir=tmp_path / "d")) == first, "the same key after a restart"
 
 
-@pytest.mark.parametrize(
-    ("target", "expected"),
-    [
-        ("/cases/FW-1", "/cases/FW-1"),
-        ("/?a=b", "/?a=b"),
-        ("https://evil.example/", "/"),
-        ("//evil.example/", "/"),
-        ("/\\evil.example", "/"),
-        ("", "/"),
-        (None, "/"),
-    ],
-)
-def test_only_local_paths_follow_a_sign_in(target: str | None, expected: str) -> None:
-    assert auth._safe_next(target) == expected
-
-
 # -- the request helpers in an app ---------------------------------------------------------------------
-
-
-class Recorder:
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-        self.audits: list[PortalAuditEvent] = []
-        self.commands: list[CaseCommand] = []
-
-    async def audit(self, event: PortalAuditEvent) -> None:
-        if self.fail:
-            raise OSError("audit topic down")
-        self.audits.append(event)
-
-    async def send(self, command: CaseCommand) -> None:
-        self.commands.append(command)
 
 
 async def _whoami(request: web.Request) -> web.Response:
@@ -156,14 +93,7 @@ async def _client(
     settings = Settings(portal_secret="unit-test-key", portal_secure_cookies=secure)
     state = auth.AuthState.from_settings(settings)
     state.monotonic = lambda: clock_now[0]
-    app = create_app(
-        settings,
-        load_directory(EXAMPLE),
-        ReadModel("127.0.0.1:1", "unused"),
-        recorder.send,
-        recorder.audit,
-        auth_state=state,
-    )
+    app = make_app(recorder, state, portal_secure_cookies=secure)
     app.router.add_get("/t/whoami", _whoami)
     app.router.add_get("/api/t/whoami", _whoami)
     app.router.add_get("/t/staff", _staff_only)
@@ -186,20 +116,11 @@ async def rig() -> AsyncIterator[tuple[TestClient[web.Request, web.Application],
 
 
 async def _token(client: TestClient[web.Request, web.Application], path: str = "/login") -> str:
-    response = await client.get(path)
-    match = TOKEN_INPUT.search(await response.text())
-    assert match
-    return match.group(1)
+    return await csrf_from_page(client, path)
 
 
 async def _sign_in(client: TestClient[web.Request, web.Application], user: str, password: str) -> int:
-    token = await _token(client)
-    response = await client.post(
-        "/login",
-        data={"username": user, "password": password, "csrf_token": token, "next": "/t/whoami"},
-        allow_redirects=False,
-    )
-    return response.status
+    return (await sign_in(client, user, password, "/t/whoami")).status
 
 
 Rig = tuple[TestClient[web.Request, web.Application], Recorder, list[float]]
@@ -298,24 +219,138 @@ async def test_sign_in_survives_a_broken_audit_topic() -> None:
         await client.close()
 
 
-async def test_failed_sign_ins_are_audited_and_throttled_per_address(rig: Rig) -> None:
-    client, recorder, now = rig
-    state = client.app[KEYS.auth]
-    state.throttle_remote = auth.LoginThrottle(limit=3, window_s=60)
-    for name in ("a1", "a2", "a3"):
-        assert await _sign_in(client, name, "x") == 401
-    assert await _sign_in(client, "nadia", "northwind-demo") == 429, "this address used up its tries"
-    now[0] += 61
-    assert await _sign_in(client, "nadia", "northwind-demo") == 302
-    reasons = [(e.action, e.details.get("reason")) for e in recorder.audits]
-    assert reasons == [
-        (PortalAction.SIGN_IN_FAILED, "bad credentials"),
-        (PortalAction.SIGN_IN_FAILED, "bad credentials"),
-        (PortalAction.SIGN_IN_FAILED, "bad credentials"),
-        (PortalAction.SIGN_IN_FAILED, "throttled"),
-        (PortalAction.SIGN_IN, None),
+# -- the sign-in throttle in the app: per (user, client), per client, and a tarpit per user -----------------
+
+
+class Time:
+    """The auth state's clock, moved by hand; the tarpit's waits are recorded and move it (no real sleep)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+class Site:
+    """The app with a hand-moved clock and a small throttle; clients from 127.0.0.<n>."""
+
+    def __init__(self, guard: SignInGuard) -> None:
+        self.time = Time()
+        self.recorder = Recorder()
+        state = auth.AuthState(
+            secret=b"k" * 32,
+            sessions=auth.SessionStore(3600.0),
+            guard=guard,
+            secure_cookies=False,
+            monotonic=self.time.monotonic,
+            sleep=self.time.sleep,
+        )
+        self.server = TestServer(make_app(self.recorder, state))
+        self.clients: dict[int, Client] = {}
+
+    async def client(self, n: int) -> Client:
+        if n not in self.clients:
+            self.clients[n] = await start(self.server, f"127.0.0.{n}")
+        return self.clients[n]
+
+    async def attempt(self, n: int, user: str, password: str) -> tuple[int, str | None]:
+        """Sign in from client n (a fresh cookie jar each time); status and Retry-After."""
+        client = await self.client(n)
+        client.session.cookie_jar.clear()
+        response = await sign_in(client, user, password)
+        return response.status, response.headers.get("Retry-After")
+
+    async def close(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+        await self.server.close()
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[Site]:
+    made = Site(SignInGuard(pair_limit=3, client_limit=6, slow_after=4, window_s=60, max_delay_s=8))
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+async def test_a_client_that_guessed_wrong_cannot_lock_the_user_out(site: Site) -> None:
+    """Wrong guesses from one client refuse that client for that user, not the user everywhere."""
+    for _ in range(3):
+        assert (await site.attempt(2, "nadia", "wrong"))[0] == 401
+    status, retry_after = await site.attempt(2, "nadia", USERS["nadia"])
+    assert status == 429, "this client used up its tries for nadia"
+    assert retry_after == "60"
+    assert (await site.attempt(3, "nadia", USERS["nadia"]))[0] == 302, "another client signs nadia in"
+    assert (await site.attempt(2, "tom", USERS["tom"]))[0] == 302, "the client may still sign in as tom"
+    site.time.now += 30
+    assert (await site.attempt(2, "nadia", USERS["nadia"]))[1] == "30"
+    site.time.now += 30
+    assert (await site.attempt(2, "nadia", USERS["nadia"]))[0] == 302, "the failures left the window"
+    assert site.time.waits == [], "three failures are not an attack on nadia: no tarpit"
+    reasons = [(e.action, e.details.get("reason"), e.remote) for e in site.recorder.audits]
+    assert reasons[:6] == [
+        *[(PortalAction.SIGN_IN_FAILED, "bad credentials", "127.0.0.2")] * 3,
+        (PortalAction.SIGN_IN_FAILED, "throttled", "127.0.0.2"),
+        (PortalAction.SIGN_IN, None, "127.0.0.3"),
+        (PortalAction.SIGN_IN, None, "127.0.0.2"),
     ]
-    assert recorder.audits[0].remote == "127.0.0.1"
+
+
+async def test_a_client_spraying_many_users_is_refused_for_all(site: Site) -> None:
+    for n in range(6):
+        assert (await site.attempt(2, f"nobody{n}", "guess"))[0] == 401
+    assert (await site.attempt(2, "nadia", USERS["nadia"]))[0] == 429, "six failures from this client"
+    assert (await site.attempt(3, "nadia", USERS["nadia"]))[0] == 302
+
+
+async def test_a_user_under_attack_is_slowed_for_everyone_but_not_refused(site: Site) -> None:
+    """Guesses from many clients (each under its own limit) make nadia's sign-ins wait, growing with the
+    failures and capped; a client that has not failed still gets in with the right password."""
+    for n in range(10, 14):  # four clients, one failure each: slow_after reached
+        assert (await site.attempt(n, "nadia", "guess"))[0] == 401
+    assert site.time.waits == []
+    assert (await site.attempt(20, "nadia", USERS["nadia"]))[0] == 302, "a clean client gets in"
+    assert site.time.waits == [0.5], "after waiting"
+    for n in range(14, 21):  # more guessers: every guess now waits first, longer each time
+        assert (await site.attempt(n, "nadia", "guess"))[0] == 401
+    assert site.time.waits == [0.5, 0.5, 1, 2, 4, 8, 8, 8]
+    before = site.time.now
+    assert (await site.attempt(21, "nadia", USERS["nadia"]))[0] == 302, "still not locked out"
+    assert site.time.now - before == 8, "the cap"
+    waited = len(site.time.waits)
+    assert (await site.attempt(21, "tom", USERS["tom"]))[0] == 302
+    assert len(site.time.waits) == waited, "tom is not slowed"
+    (last,) = [e for e in site.recorder.audits if e.action is PortalAction.SIGN_IN and e.username == "tom"]
+    assert "delay_s" not in last.details
+    delayed = [e for e in site.recorder.audits if e.username == "nadia" and e.action is PortalAction.SIGN_IN]
+    assert [e.details.get("delay_s") for e in delayed] == ["0.5", "8"]
+    site.time.now += 61
+    assert (await site.attempt(21, "nadia", USERS["nadia"]))[0] == 302
+    assert len(site.time.waits) == waited, "the failures left the window: no wait"
+
+
+async def test_api_tokens_have_no_lockout() -> None:
+    """Wrong API tokens are not counted against anyone: the right token works after any number of them."""
+    site = Site(SignInGuard(pair_limit=1, client_limit=1, slow_after=1))
+    try:
+        client = await site.client(2)
+        for n in range(20):
+            response = await client.get("/api/cases", headers={"Authorization": f"Bearer fwt_wrong_{n}"})
+            assert response.status == 401
+        response = await client.get(
+            "/api/cases", headers={"Authorization": "Bearer fwt_demo_northwind_token"}
+        )
+        assert response.status == 200
+    finally:
+        await site.close()
 
 
 async def test_security_headers_and_health(rig: Rig) -> None:
