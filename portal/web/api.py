@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -146,8 +147,10 @@ _COMMON: dict[int, tuple[str, type[BaseModel] | None]] = {
 }
 _CASE_404 = {404: ("No such case, or not one of yours", ApiError)}
 _WRITE = {
-    400: ("The body is not JSON", ApiError),
+    400: ("The body is not a JSON object (malformed, not UTF-8, or nested deeper than 1024)", ApiError),
     403: ("Missing CSRF token (cookie sessions), or not a partner user", ApiError),
+    413: ("The body is larger than the portal accepts (2 MiB)", ApiError),
+    415: ("The body is not sent as application/json", ApiError),
     422: ("The body does not fit (the message names the field)", ApiError),
     503: ("The case engine's topic could not be written; try again", ApiError),
 }
@@ -248,11 +251,27 @@ def visible_case(request: web.Request, user: User, ref: str) -> CaseView:
     return view
 
 
+def _is_json_type(content_type: str) -> bool:
+    kind, _, subtype = content_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
 async def _body(request: web.Request, model: type[BaseModel]) -> Any:
+    """The body as `model`.
+
+    415 unless it is sent as JSON, 413 past the size limit, 400 unless it is a JSON object in UTF-8 nested at
+    most 1024 deep (orjson's limit), 422 naming the first field that does not fit.
+    """
+    if not _is_json_type(request.content_type):
+        raise auth.json_error(
+            web.HTTPUnsupportedMediaType,
+            f"send the body as application/json (not {request.content_type or 'no content type'})",
+        )
+    raw = await request.read()
     try:
-        data = await request.json()
-    except ValueError as exc:
-        raise auth.json_error(web.HTTPBadRequest, "the body must be a JSON object") from exc
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise auth.json_error(web.HTTPBadRequest, f"the body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise auth.json_error(web.HTTPBadRequest, "the body must be a JSON object")
     try:

@@ -50,27 +50,40 @@ def templates_env() -> jinja2.Environment:
 async def edge_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Security headers on every answer; under /api/ every error is JSON `{"error": ...}`."""
+    """Never a crash: an unexpected exception is a logged 500; under /api/ every error answer is JSON."""
     try:
-        response = await handler(request)
+        return await handler(request)
     except web.HTTPException as exc:
-        if auth.is_api(request) and exc.content_type != "application/json" and exc.status >= 400:
-            exc = auth.json_error(type(exc), exc.reason, **_kept_headers(exc))
-        exc.headers.update(SECURITY_HEADERS)
-        raise exc from None
+        if auth.is_api(request) and exc.status >= 400 and exc.content_type != "application/json":
+            response = web.json_response(
+                {"error": _message(request, exc)}, status=exc.status, headers=_kept_headers(exc)
+            )
+            response.cookies.update(exc.cookies)
+            return response
+        raise
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         if auth.is_api(request):
-            response = web.json_response({"error": "internal error"}, status=500)
-        else:
-            response = web.Response(text="internal error", status=500)
-    if not response.prepared:
-        response.headers.update(SECURITY_HEADERS)
-    return response
+            return web.json_response({"error": "internal error"}, status=500)
+        return web.Response(text="internal error", status=500)
+
+
+def _message(request: web.Request, exc: web.HTTPException) -> str:
+    """What an error says: its own text when a handler or aiohttp wrote one, else its reason."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return f"{request.method} is not allowed here; allowed: {', '.join(sorted(exc.allowed_methods))}"
+    text = exc.text or ""
+    return text if text and not text.startswith(f"{exc.status}: ") else exc.reason
 
 
 def _kept_headers(exc: web.HTTPException) -> dict[str, str]:
     return {k: v for k, v in exc.headers.items() if k in ("Allow", "WWW-Authenticate", "Retry-After")}
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: the security headers on every answer the app sends (errors, files, streams)."""
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -121,6 +134,7 @@ def create_app(
     app[KEYS.clock] = clock or clock_for(settings.clock_scale, settings.clock_origin_ms)
     app[KEYS.templates] = templates_env()
     app[KEYS.auth] = auth_state or auth.AuthState.from_settings(settings)
+    app.on_response_prepare.append(_security_headers)
     auth.setup(app)
     app.router.add_get("/healthz", auth.public(healthz), name="healthz")
     for name in PARTS:

@@ -12,11 +12,13 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 class PortalClient:
-    """One browser-like visitor of the portal at `url` (cookies kept, redirects not followed)."""
+    """One browser-like visitor of the portal at `url` (cookies kept, redirects not followed); `source`: the
+    loopback address it connects from (127.0.0.2, ...), so the portal sees another client."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, source: str | None = None) -> None:
         self.url = url.rstrip("/")
-        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        connector = aiohttp.TCPConnector(local_addr=(source, 0)) if source else None
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector)
         self.csrf = ""
 
     async def __aenter__(self) -> PortalClient:
