@@ -38,9 +38,10 @@ from multidict import MultiDictProxy
 
 from fleetcore.errors import ConfigError
 from fleetcore.settings import Settings
+from fleetcore.throttle import client_key
 from portal.directory import User, UserRole
 from portal.web.keys import KEYS
-from portal.web.throttle import SignInGuard, client_key
+from portal.web.throttle import SignInGuard
 from schemas.portal import PortalAction, PortalAuditEvent
 
 log = logging.getLogger(__name__)
@@ -457,16 +458,16 @@ async def login_page(request: web.Request) -> web.Response:
 async def login_submit(request: web.Request) -> web.StreamResponse:
     """POST /login: check CSRF, throttle, password; start a fresh session; audit either way.
 
-    The throttle (`portal.web.throttle.SignInGuard`) refuses a client that failed too often (429 with
-    Retry-After) and makes every attempt on a user under attack wait first; it never refuses a client that
-    has not failed.
+    The throttle (`portal.web.throttle.SignInGuard` over `fleetcore.throttle`) refuses a client that failed
+    too often (429 with Retry-After) and makes every attempt on a user under attack wait first; it never
+    refuses a client that has not failed.
     """
     form = await check_csrf(request)
     username = str(form.get("username", "")).strip().lower()[:64]
     password = str(form.get("password", ""))
     target = safe_next(str(form.get("next", "")))
     state = _state(request)
-    client = client_key(request.remote)
+    client = client_key(request.remote or "-")
     verdict = state.guard.check(username, client, state.monotonic())
     if verdict.refused:
         await _audit(request, PortalAction.SIGN_IN_FAILED, username or "-", reason="throttled")

@@ -15,6 +15,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
+from fleetcore.throttle import ThrottlePolicy
 from portal.web import auth
 from portal.web.app import SECURITY_HEADERS
 from portal.web.keys import KEYS
@@ -127,7 +128,7 @@ async def callers() -> AsyncIterator[list[Who]]:
     state = auth.AuthState(
         secret=b"k" * 32,
         sessions=auth.SessionStore(3600.0),
-        guard=SignInGuard(pair_limit=10**9, client_limit=10**9, slow_after=10**9),
+        guard=SignInGuard(ThrottlePolicy(free_failures=10**9, account_failures=10**6), client_limit=10**9),
         secure_cookies=False,
     )
     app = make_app(Recorder(), state)
