@@ -75,6 +75,47 @@ class ChainStatus(StrEnum):
     """Something is wrong (the problems say what): the events are not to be taken as fact."""
 
 
+class EventStatus(StrEnum):
+    """The verdict on one event on its own (the sink stores it as case_events.chain_status)."""
+
+    VERIFIED = "verified"
+    """Its hash holds, it is signed by a listed key valid at its time, and it sits in its case's partition."""
+    UNSIGNED = "unsigned"
+    """Its hash holds and it is in its case's partition, but it carries no signature."""
+    MISPLACED = "misplaced"
+    """Outside its case's partition: the engine never writes there (a copy produced by someone else)."""
+    FORGED = "forged"
+    """Its hash does not hold, or its signature does not verify: changed or made without the key."""
+
+
+@dataclass(frozen=True)
+class EventVerdict:
+    status: EventStatus
+    fault: str = ""
+    """Why it is not verified ("" when it is)."""
+
+
+def event_verdict(event: CaseEvent, partition: int, home: int, keys: Keyring) -> EventVerdict:
+    """One event's verdict where it sits (`partition`; `home`: its case's partition). The chain-level
+    checks (gaps, links, an unsigned event after signed ones) need the whole case: `verify_chain`."""
+    faults: list[str] = []
+    status = EventStatus.VERIFIED
+    if not event.hash or case_event_hash(event) != event.hash:
+        faults.append("hash mismatch: the event was changed after it was written")
+        status = EventStatus.FORGED
+    why = signature_problem(event, keys)
+    if why is not None:
+        faults.append(why)
+        status = EventStatus.FORGED
+    if partition != home:
+        faults.append(f"in partition {partition}, not the case's partition {home}")
+        status = status if status is EventStatus.FORGED else EventStatus.MISPLACED
+    if not is_signed(event):
+        faults.append("unsigned")
+        status = status if status is not EventStatus.VERIFIED else EventStatus.UNSIGNED
+    return EventVerdict(status, "; ".join(faults))
+
+
 @dataclass(frozen=True)
 class Located:
     """One event as the topic holds it: where, and whether that is the case's own partition."""

@@ -18,6 +18,11 @@ does not exist yet, the target is truncated, filled with INSERT ... SELECT from 
 is the view created. A crash anywhere in between repeats the whole step; once the view exists the step is a
 no-op, so it runs once. Run the first v3 start with one migrating process (two at once could both backfill).
 
+v4 stores the sink's verdict on each case event (chain_status: verified, unsigned, misplaced, forged; ''
+for rows stored before v4) and keeps unverified copies apart in the ReplacingMergeTree key, so a forged
+copy never replaces a genuine row; reports and case_state count `COUNTED_EVENTS` only, and the
+`case_chain_faults` view lists what is not verified.
+
 When you add a migration: append a `Migration` with the next version, idempotent steps only; if it adds
 columns the sink writes, extend the column tuples below in the same change.
 """
@@ -97,9 +102,21 @@ CASE_COLUMNS: tuple[str, ...] = (
     "seq",
     "prev_hash",
     "hash",
+    "key_id",
+    "sig",
+    "chain_status",
+    "chain_copy",
+    "chain_fault",
 )
 """Columns the sink writes to case_events, in insert order (at as epoch milliseconds, details as JSON,
 severity 0 for none)."""
+
+COUNTED_CHAIN_STATUSES: tuple[str, ...] = ("verified", "")
+"""case_events.chain_status values reports count: events the sink verified, and rows stored before v4
+(chain_status '': never checked; they were counted before the upgrade and still are)."""
+COUNTED_EVENTS = "chain_status IN ('verified', '')"
+"""SQL condition: a case_events row the reports count (`COUNTED_CHAIN_STATUSES`)."""
+CASE_CHAIN_FAULTS = "case_chain_faults"
 
 _PROBE_RESULTS_V1 = f"""
 CREATE TABLE IF NOT EXISTS {PROBE_RESULTS} (
@@ -357,6 +374,39 @@ _V3_STEPS: tuple[Step, ...] = (
     _MAINTENANCE_WINDOWS_V3,
 )
 
+# v4 (issue 9): the sink verifies each case event (signature, hash, the case's own partition) and stores its
+# verdict. The ReplacingMergeTree key gains chain_status and chain_copy ('' for a verified event, the
+# partition:offset of the message otherwise), so a forged or misplaced copy never shares a key with, and so
+# never replaces, the genuine row; reports and case_state read only COUNTED_EVENTS. ClickHouse lets a key
+# grow only by columns added in the same ALTER, without a default expression: rows stored before v4 read ''
+# (never checked). case_state is rebuilt from the counted rows and its view recreated with the filter.
+_CASE_EVENTS_V4 = f"""
+ALTER TABLE {CASE_EVENTS}
+    ADD COLUMN IF NOT EXISTS key_id String DEFAULT '' COMMENT 'id of the key that signed the hash',
+    ADD COLUMN IF NOT EXISTS sig String DEFAULT '' COMMENT 'base64 Ed25519 signature over the hash',
+    ADD COLUMN IF NOT EXISTS chain_status LowCardinality(String)
+        COMMENT 'the sink''s verdict: verified, unsigned, misplaced, forged; empty: stored before v4',
+    ADD COLUMN IF NOT EXISTS chain_copy String
+        COMMENT 'empty for a verified event; kafka partition:offset of an unverified copy (kept apart)',
+    ADD COLUMN IF NOT EXISTS chain_fault String DEFAULT '' COMMENT 'why the event is not verified',
+    MODIFY ORDER BY (customer_id, case_id, at, event_id, chain_status, chain_copy)
+"""
+
+_CASE_CHAIN_FAULTS_V4 = f"""
+CREATE VIEW IF NOT EXISTS {CASE_CHAIN_FAULTS} AS
+SELECT case_id, customer_id, seq, event_id, type, at, hash, key_id, kafka_topic, kafka_partition,
+    kafka_offset, chain_status, chain_fault
+FROM {CASE_EVENTS}
+WHERE NOT ({COUNTED_EVENTS})
+"""  # noqa: S608 (constant fragments)
+
+_V4_STEPS: tuple[Step, ...] = (
+    _CASE_EVENTS_V4,
+    f"DROP VIEW IF EXISTS {CASE_STATE}_mv",
+    Backfill(f"{CASE_STATE}_mv", CASE_STATE, f"{_CASE_STATE_SELECT}WHERE {COUNTED_EVENTS}\n"),
+    _CASE_CHAIN_FAULTS_V4,
+)
+
 _MIGRATIONS_TABLE_DDL = f"""
 CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
     version UInt32,
@@ -385,6 +435,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         (_PROBE_RESULTS_V2, _CASE_EVENTS_V2),
     ),
     Migration(3, "probe rollups, case_state, maintenance_windows", _V3_STEPS),
+    Migration(4, "case events' chain verdict kept apart from forged copies; case_chain_faults", _V4_STEPS),
 )
 """Every migration, oldest first; versions strictly increasing."""
 

@@ -33,11 +33,15 @@ from kafka.record import util as kafka_record_util
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from casefile.audit import EventVerdict, event_verdict
+from casefile.reader import partition_for_case
+from casefile.signing import SigningKeyError, load_keyring
 from fleetcore.clock import Clock, SystemClock, to_epoch_ms
 from fleetcore.errors import BrokerError, StoreError
 from fleetcore.settings import Settings
 from history.ddl import CASE_COLUMNS, CASE_EVENTS, DEDUP_SETTINGS, PROBE_COLUMNS, PROBE_RESULTS
-from schemas.topics import Topics
+from schemas.cases import CaseEvent
+from schemas.topics import CASES, Topics
 from sinks.chunker import Chunk, Chunker, ChunkPolicy
 from sinks.rows import (
     DecodedMessage,
@@ -149,6 +153,36 @@ class ClickHouseWriter:
             ) from exc
 
 
+class CaseChecker:
+    """The sink's verdict on each case event (`casefile.audit.event_verdict`): signature by a listed key,
+    hash, and the partition murmur2 of the case id gives. A key id it does not know reloads the key list
+    first (once per unknown key id and second), so a key the engine generated after the sink started, or a
+    key added to the list, is picked up before an event is judged."""
+
+    RELOAD_S = 1.0
+
+    def __init__(self, settings: Settings, partitions: Callable[[], int]) -> None:
+        self.settings = settings
+        self.partitions = partitions
+        self.keys = load_keyring(settings)
+        self._misses: dict[str, float] = {}
+
+    def __call__(self, event: CaseEvent, partition: int) -> EventVerdict:
+        key_id = event.key_id
+        if key_id and key_id not in self.keys.keys:
+            now = time.monotonic()
+            if now - self._misses.get(key_id, -self.RELOAD_S) >= self.RELOAD_S:
+                if len(self._misses) > 1000:
+                    self._misses.clear()
+                self._misses[key_id] = now
+                try:
+                    self.keys = load_keyring(self.settings)
+                except SigningKeyError as exc:  # keep the keys in hand; the event is judged with them
+                    log.error("sink: reloading the audit keys failed: %s", exc)
+        home = partition_for_case(event.case_id, self.partitions())
+        return event_verdict(event, partition, home, self.keys)
+
+
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
     """Collects assignment changes for the ingest thread (listeners run on Kafka's IO loop, not ours)."""
 
@@ -214,9 +248,14 @@ class ClickHouseSink:
         def decode_probes(raw: bytes | None, topic: str, partition: int, offset: int) -> DecodedMessage:
             return decode_probe_message(raw, topic, partition, offset, planned)
 
+        self.case_check = CaseChecker(settings, self._case_partitions)
+
+        def decode_cases(raw: bytes | None, topic: str, partition: int, offset: int) -> DecodedMessage:
+            return decode_case_message(raw, topic, partition, offset, self.case_check)
+
         self.routes = {
             self.topics.probe_results: Route(PROBE_RESULTS, PROBE_COLUMNS, decode_probes),
-            self.topics.cases: Route(CASE_EVENTS, CASE_COLUMNS, decode_case_message),
+            self.topics.cases: Route(CASE_EVENTS, CASE_COLUMNS, decode_cases),
         }
         self._ready: list[Chunk[Item]] = []
         self._rebalances = _Rebalances()
@@ -225,6 +264,11 @@ class ClickHouseSink:
         self._retry_base_s = retry_base_s
         self._consumer: KafkaConsumer | None = None
         self._producer: KafkaProducer | None = None
+
+    def _case_partitions(self) -> int:
+        """Partitions of the cases topic (the broker's metadata; the registry's count until it is known)."""
+        known = self._consumer.partitions_for_topic(self.topics.cases) if self._consumer else None
+        return len(known) if known else CASES.partitions
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

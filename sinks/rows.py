@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from casefile.audit import EventStatus, EventVerdict
 from fleetcore.clock import to_epoch_ms
 from schemas.cases import CaseEvent
 from schemas.deadletter import DeadLetter
@@ -24,6 +25,9 @@ Row = tuple[Any, ...]
 
 PlannedLookup = Callable[[ProbeResult], str | None]
 """The id of the maintenance window covering a result's server at its start, or None (not planned)."""
+CaseCheck = Callable[[CaseEvent, int], EventVerdict]
+"""The verdict on a case event read from a partition (`casefile.audit.event_verdict` with the keys and the
+case's partition)."""
 
 NO_SEVERITY = 0
 """What case_events.severity stores for a case without severity (awaiting triage)."""
@@ -105,8 +109,13 @@ def probe_row(
     )
 
 
-def case_row(event: CaseEvent, topic: str, partition: int, offset: int) -> Row:
-    """One case_events row (severity None stored as NO_SEVERITY)."""
+def case_row(
+    event: CaseEvent, topic: str, partition: int, offset: int, verdict: EventVerdict | None = None
+) -> Row:
+    """One case_events row (severity None stored as NO_SEVERITY). `verdict`: the sink's check of the event
+    (None: not checked, chain_status '' like the rows stored before the sink verified events). An event
+    that is not verified gets its own key (chain_copy = partition:offset), so it never replaces the genuine
+    row in the ReplacingMergeTree."""
     if event.seq > UINT64_MAX:
         raise ValueError(f"seq {event.seq} exceeds the UInt64 column")
     return (
@@ -133,6 +142,11 @@ def case_row(event: CaseEvent, topic: str, partition: int, offset: int) -> Row:
         event.seq,
         event.prev_hash,
         event.hash,
+        event.key_id,
+        event.sig,
+        verdict.status.value if verdict is not None else "",
+        "" if verdict is None or verdict.status is EventStatus.VERIFIED else f"{partition}:{offset}",
+        verdict.fault if verdict is not None else "",
     )
 
 
@@ -165,8 +179,11 @@ def decode_probe_message(
     return out
 
 
-def decode_case_message(raw: bytes | None, topic: str, partition: int, offset: int) -> DecodedMessage:
-    """The row of one CaseEvent message, or its rejection."""
+def decode_case_message(
+    raw: bytes | None, topic: str, partition: int, offset: int, check: CaseCheck | None = None
+) -> DecodedMessage:
+    """The row of one CaseEvent message (with `check`'s verdict), or its rejection. A forged or misplaced
+    event is still stored, as what it is: its row says why it is not verified."""
     payload = (raw or b"").decode("utf-8", errors="replace")[:65536]
     if raw is None:
         return DecodedMessage(rejected=[Rejected(None, "empty message value", payload)])
@@ -180,7 +197,7 @@ def decode_case_message(raw: bytes | None, topic: str, partition: int, offset: i
         why = f"at {event.at.isoformat()} is outside 1900..2299"
         return DecodedMessage(rejected=[Rejected(None, f"cannot store CaseEvent: {why}", payload)])
     try:
-        row = case_row(event, topic, partition, offset)
+        row = case_row(event, topic, partition, offset, check(event, partition) if check else None)
     except (TypeError, ValueError) as exc:  # e.g. a details integer beyond 64 bits
         return DecodedMessage(rejected=[Rejected(None, f"cannot store CaseEvent: {exc}", payload)])
     return DecodedMessage(rows=[row])

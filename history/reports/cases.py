@@ -11,6 +11,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from history.ddl import COUNTED_EVENTS
 from history.reports.common import FILTERS, PERIOD, ReportQuery, run
 
 CASES_SQL = f"""
@@ -18,10 +19,10 @@ SELECT case_id, any(source) AS source,
     argMaxIf(severity, seq, severity > 0 AND at < fromUnixTimestamp64Milli({{end_ms:Int64}}, 'UTC')) AS sev,
     argMaxIf(partner_id, seq, partner_id IS NOT NULL) AS partner,
     argMaxIf(state, seq, at < fromUnixTimestamp64Milli({{end_ms:Int64}}, 'UTC')) AS state_at_end
-FROM (SELECT * FROM case_events FINAL ORDER BY event_id LIMIT 1 BY event_id)
+FROM (SELECT * FROM case_events FINAL WHERE {COUNTED_EVENTS} ORDER BY event_id LIMIT 1 BY event_id)
 WHERE case_id IN (
     SELECT case_id FROM case_events
-    WHERE type = 'case.opened' AND {PERIOD.format(column="at")} AND {FILTERS}
+    WHERE type = 'case.opened' AND {COUNTED_EVENTS} AND {PERIOD.format(column="at")} AND {FILTERS}
 )
 GROUP BY case_id
 ORDER BY case_id

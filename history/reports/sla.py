@@ -25,6 +25,7 @@ import orjson
 from clickhouse_connect.driver.client import Client
 
 from fleetcore.clock import from_epoch_ms
+from history.ddl import COUNTED_EVENTS
 from history.reports.common import CASE_FILTER, FILTERS, PERIOD, ReportQuery, iso, percent, run
 from streams.sla import PolicyBook, SlaPolicy
 
@@ -32,9 +33,10 @@ CASE_EVENTS_SQL = f"""
 SELECT case_id, type, severity, source, server_id, customer_id, toUnixTimestamp64Milli(at) AS at_ms, actor,
     details, state, ticket, partner_id, reason, visibility, seq
 FROM case_events FINAL
-WHERE case_id IN (
+WHERE {COUNTED_EVENTS} AND case_id IN (
     SELECT case_id FROM case_events
-    WHERE type = 'case.opened' AND {PERIOD.format(column="at")} AND {FILTERS} AND {CASE_FILTER}
+    WHERE type = 'case.opened' AND {COUNTED_EVENTS} AND {PERIOD.format(column="at")} AND {FILTERS}
+        AND {CASE_FILTER}
 )
 ORDER BY case_id, seq, at, event_id
 LIMIT 1 BY event_id
@@ -42,7 +44,7 @@ LIMIT 1 BY event_id
 CASE_OPENED_SQL = f"""
 SELECT toUnixTimestamp64Milli(min(at)) AS opened_ms, count() AS n
 FROM case_events
-WHERE type = 'case.opened' AND {CASE_FILTER}
+WHERE type = 'case.opened' AND {COUNTED_EVENTS} AND {CASE_FILTER}
 """  # noqa: S608 (constant fragments; values are bound)
 
 

@@ -16,6 +16,7 @@ from fleetwatch.kafka_local import free_port  # noqa: F401 - re-exported for the
 from schemas.probes import ProbeBatch, ProbeResult
 from schemas.topics import Topics
 from tests.helpers import T0, case_event, wait_for  # noqa: F401 - re-exported for the tests here
+from tests.unit.casefile.builders import SEED_B64
 
 T = TypeVar("T")
 
@@ -92,8 +93,10 @@ def read_topic(bootstrap: str, topic: str, count: int, timeout_s: float = 30.0) 
 
 @pytest.fixture
 def sink_settings(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> Settings:
-    """Settings of a sink on the test's topics with its own embedded store and a free HTTP port."""
+    """Settings of a sink on the test's topics with its own embedded store and a free HTTP port; it verifies
+    case events with the test engine key (`tests.unit.casefile.builders.SIGNER`)."""
     return Settings(
+        audit_signing_key=SEED_B64,
         kafka_bootstrap=kafka_bootstrap,
         topic_prefix=topics.prefix,
         data_dir=tmp_path / "data",

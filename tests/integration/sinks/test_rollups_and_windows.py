@@ -10,15 +10,17 @@ from typing import Any
 
 import pytest
 
+from casefile.reader import partition_for_case
 from fleetcore.compacted import publish
 from fleetcore.settings import Settings
 from history.store import connect
-from schemas.cases import CaseEventType
+from schemas.cases import CaseEventType, chained
 from schemas.maintenance import MaintenanceWindow
 from schemas.topics import Topics
 from sinks.service import SinkService
 from tests.helpers import T0, case_event, result, send_results, wait_for
 from tests.integration.sinks.conftest import produce_raw
+from tests.unit.casefile.builders import SIGNER
 
 pytestmark = pytest.mark.integration
 
@@ -67,9 +69,10 @@ def test_windows_rollups_and_case_state_follow_the_topics(
     results = [result("srv-m", n, n % 4 != 0) for n in range(0, 60)]
     results += [result("srv-n", n, n % 5 != 0) for n in range(0, 60)]
     send_results(kafka_bootstrap, topics.probe_results, results)
-    opened = case_event("srv-m", CaseEventType.CASE_OPENED, 1)
+    opened = SIGNER.sign(chained(case_event("srv-m", CaseEventType.CASE_OPENED, 1), 0, ""))
+    home = partition_for_case(opened.case_id, 4)  # case_state counts verified events only
     produce_raw(
-        kafka_bootstrap, topics.cases, [(0, opened.case_id.encode(), opened.model_dump_json().encode())]
+        kafka_bootstrap, topics.cases, [(home, opened.case_id.encode(), opened.model_dump_json().encode())]
     )
     service = SinkService(sink_settings, grace_ms=200, http=False)
     thread = threading.Thread(target=service.run, name="sink-under-test")

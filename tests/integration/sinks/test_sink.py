@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from casefile.reader import partition_for_case
 from fleetcore.settings import Settings
 from fleetwatch.cli import main as cli_main
 from history.client import fetch_history
 from history.queries import case_event_ids, counts, probe_ids
 from history.store import connect
-from schemas.cases import CaseEventType
+from schemas.cases import CaseEvent, CaseEventType, chained
 from schemas.deadletter import DeadLetter
 from schemas.probes import ProbeBatch
 from schemas.topics import Topics
@@ -31,6 +32,7 @@ from tests.integration.sinks.conftest import (
     read_topic,
     wait_for,
 )
+from tests.unit.casefile.builders import SIGNER
 
 pytestmark = pytest.mark.integration
 
@@ -55,13 +57,20 @@ def test_probe_batches_and_case_events_land_once(
 ) -> None:
     results = [probe(f"srv-{s}", n) for s in range(20) for n in range(150)]  # 3000 results
     messages = produce_batches(kafka_bootstrap, topics.probe_results, results, per_batch=40)
-    events = [case_event(f"srv-{s}", CaseEventType.CASE_OPENED, 10) for s in range(5)]
-    events.append(case_event("srv-0", CaseEventType.SERVER_RECOVERED, 20))
+    events = [
+        SIGNER.sign(chained(case_event(f"srv-{s}", CaseEventType.CASE_OPENED, 10), 0, "")) for s in range(5)
+    ]
+    recovered = case_event("srv-0", CaseEventType.SERVER_RECOVERED, 20)
+    events.append(SIGNER.sign(chained(recovered, 1, events[0].hash)))
+
+    def home(event: CaseEvent) -> int:  # where the engine writes it (the sink verifies that)
+        return partition_for_case(event.case_id, 4)
+
     produce_raw(
         kafka_bootstrap,
         topics.cases,
-        [(i % 4, e.case_id.encode(), e.model_dump_json().encode()) for i, e in enumerate(events)]
-        + [(1, events[0].case_id.encode(), events[0].model_dump_json().encode())],  # a replayed event
+        [(home(e), e.case_id.encode(), e.model_dump_json().encode()) for e in events]
+        + [(home(events[0]), events[0].case_id.encode(), events[0].model_dump_json().encode())],  # replayed
     )
     started = time.monotonic()
     service = SinkService(

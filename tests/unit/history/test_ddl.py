@@ -29,6 +29,7 @@ def test_migrate_twice_applies_once_and_leaves_the_same_tables(store: Client) ->
     assert migrate(store) == []
     assert tables(store) == first
     assert first == {
+        "case_chain_faults": "View",
         "case_events": "ReplacingMergeTree",
         "case_state": "ReplacingMergeTree",
         "case_state_mv": "MaterializedView",
@@ -202,10 +203,11 @@ def test_v2_on_a_v1_store_keeps_old_rows_with_defaults_and_reruns_harmlessly(sto
     assert "0 none yet" in comment
 
 
-def test_case_events_key_has_none_of_the_new_columns(store: Client) -> None:
-    """The ReplacingMergeTree dedupes on its sorting key: new columns must not split an event in two."""
+def test_case_events_key_keeps_unverified_copies_apart(store: Client) -> None:
+    """The ReplacingMergeTree dedupes on its sorting key: copies of a verified event ('verified', '') still
+    collapse; an unverified copy (chain_copy = its partition:offset) never replaces the genuine row (v4)."""
     migrate(store)
     key = store.query(
         "SELECT sorting_key FROM system.tables WHERE database = currentDatabase() AND name = 'case_events'"
     ).result_rows[0][0]
-    assert key == "customer_id, case_id, at, event_id"
+    assert key == "customer_id, case_id, at, event_id, chain_status, chain_copy"

@@ -111,11 +111,11 @@ def test_v3_backfills_the_rollups_from_existing_rows_once(store: Client) -> None
     assert migrate(store, MIGRATIONS[:2]) == [1, 2]
     rows = probe_rows(3000)
     insert_probes(store, rows)
-    assert migrate(store) == [3]
+    assert migrate(store, MIGRATIONS[:3]) == [3]
     assert_rollups_match(store, rows)
     for step in MIGRATIONS[2].statements:  # every step repeated: the backfill does not run again
         store.command(step) if isinstance(step, str) else step(store)
-    assert migrate(store) == []
+    assert migrate(store, MIGRATIONS[:3]) == []
     assert_rollups_match(store, rows)
 
 
@@ -181,7 +181,19 @@ def test_latency_quantiles_and_health_averages_match_the_raw_rows(store: Client)
         assert connections == pytest.approx(sum(conns) / len(conns), rel=1e-9)
 
 
-def _case_row(case_id: str, seq: int, state: str, at_min: int, seq_type: str = "case.note") -> list[Any]:
+V2_CASE_COLUMNS = CASE_COLUMNS[: CASE_COLUMNS.index("key_id")]
+"""case_events' columns before v4 (a store migrated to v2 or v3 has only these)."""
+
+
+def _case_row(
+    case_id: str,
+    seq: int,
+    state: str,
+    at_min: int,
+    seq_type: str = "case.note",
+    status: str = "verified",
+    columns: tuple[str, ...] = CASE_COLUMNS,
+) -> list[Any]:
     at = to_epoch_ms(START + timedelta(minutes=at_min))
     values: dict[str, Any] = {
         "event_id": f"{case_id}-{seq}",
@@ -207,15 +219,23 @@ def _case_row(case_id: str, seq: int, state: str, at_min: int, seq_type: str = "
         "seq": seq,
         "prev_hash": "",
         "hash": f"h-{case_id}-{seq}",
+        "key_id": "k",
+        "sig": "s",
+        "chain_status": status,
+        "chain_copy": "" if status == "verified" else f"0:{seq}",
+        "chain_fault": "" if status == "verified" else "forged",
     }
-    return [values[c] for c in CASE_COLUMNS]
+    return [values[c] for c in columns]
 
 
 def test_case_state_is_the_latest_event_per_case(store: Client) -> None:
     migrate(store, MIGRATIONS[:2])
-    old = [_case_row("c1", 0, "new", 0), _case_row("c1", 1, "triaged", 1)]
-    store.insert("case_events", old, column_names=list(CASE_COLUMNS))
-    migrate(store)  # backfill from the stored events
+    old = [
+        _case_row("c1", 0, "new", 0, columns=V2_CASE_COLUMNS),
+        _case_row("c1", 1, "triaged", 1, columns=V2_CASE_COLUMNS),
+    ]
+    store.insert("case_events", old, column_names=list(V2_CASE_COLUMNS))
+    migrate(store)  # backfill from the stored events (rows from before v4: chain_status '', counted)
     later = [
         _case_row("c2", 1, "working", 5),
         _case_row("c1", 3, "resolved", 9),
@@ -235,3 +255,24 @@ def test_case_state_is_the_latest_event_per_case(store: Client) -> None:
         "SELECT case_id, max(seq), argMax(state, seq) FROM case_events GROUP BY case_id ORDER BY case_id"
     ).result_rows
     assert [(c, s, st) for c, s, st, *_ in got] == [tuple(r) for r in direct]
+
+
+def test_case_state_ignores_events_the_sink_did_not_verify(store: Client) -> None:
+    """A forged event at a higher seq (e.g. a 'resolved' appended without the key) is stored as what it is,
+    and kept apart from the genuine row, but never becomes the case's state."""
+    migrate(store)
+    genuine = [_case_row("c1", 0, "new", 0), _case_row("c1", 1, "working", 1)]
+    forged = [
+        _case_row("c1", 2, "resolved", 2, status="unsigned"),
+        _case_row("c1", 1, "closed", 1, status="misplaced"),  # a copy of seq 1 elsewhere, same key fields
+    ]
+    store.insert("case_events", genuine + forged, column_names=list(CASE_COLUMNS))
+    store.command("OPTIMIZE TABLE case_events FINAL")
+    got = store.query("SELECT case_id, seq, state FROM case_state FINAL").result_rows
+    assert got == [("c1", 1, "working")]
+    kept = store.query(
+        "SELECT seq, state, chain_status FROM case_events FINAL WHERE event_id = 'c1-1' ORDER BY chain_status"
+    ).result_rows
+    assert kept == [(1, "closed", "misplaced"), (1, "working", "verified")]  # the genuine row survives
+    faults = store.query("SELECT seq, chain_status FROM case_chain_faults ORDER BY seq").result_rows
+    assert faults == [(1, "misplaced"), (2, "unsigned")]

@@ -271,3 +271,34 @@ def test_planned_lookup_marks_rows_with_their_window() -> None:
         None,
         None,
     ]
+
+
+def test_case_rows_carry_the_sinks_verdict_and_keep_unverified_copies_apart() -> None:
+    from casefile.audit import event_verdict
+    from tests.unit.casefile.builders import KEYS, history
+
+    events = history()
+    col = {name: i for i, name in enumerate(CASE_COLUMNS)}
+
+    def stored(item: CaseEvent, partition: int, offset: int, home: int = 2) -> tuple[str, str, str]:
+        decoded = decode_case_message(
+            item.model_dump_json().encode(),
+            "c",
+            partition,
+            offset,
+            lambda e, p: event_verdict(e, p, home, KEYS),
+        )
+        row = decoded.rows[0]
+        assert (row[col["key_id"]], row[col["sig"]]) == (item.key_id, item.sig)
+        return row[col["chain_status"]], row[col["chain_copy"]], row[col["chain_fault"]]
+
+    assert stored(events[1], 2, 10) == ("verified", "", "")
+    assert stored(events[1], 0, 11)[:2] == ("misplaced", "0:11")
+    forged = events[1].model_copy(update={"reason": "rewritten"})
+    status, copy, fault = stored(forged, 2, 12)
+    assert (status, copy) == ("forged", "2:12")
+    assert "hash mismatch" in fault
+    unsigned = events[1].model_copy(update={"key_id": "", "sig": ""})
+    assert stored(unsigned, 2, 13) == ("unsigned", "2:13", "unsigned")
+    unchecked = decode_case_message(events[1].model_dump_json().encode(), "c", 2, 14).rows[0]
+    assert unchecked[col["chain_status"]] == ""  # not checked: like rows stored before v4
