@@ -429,6 +429,10 @@ def _up(
     topics = Topics(settings.topic_prefix)
     created = ensure_topics(settings.kafka_bootstrap, topics)
     _say(f"topics ready ({len(created)} created)")
+    from casefile.signing import load_signer
+
+    signer = load_signer(settings)  # before the children start: engine, sink and CLI read the same key
+    _say(f"case events signed with key {signer.key_id} (`fleetwatch audit keys` lists the public keys)")
     if settings.clock_scale != 1.0:
         settings = settings.model_copy(update={"clock_origin_ms": to_epoch_ms(SystemClock().now())})
         stack.settings = settings

@@ -22,6 +22,7 @@ from fleetcore.settings import Settings
 from portal.directory import Directory
 from portal.readmodel import ReadModel
 from portal.web import auth
+from portal.web.audit_keys import audit_keys
 from portal.web.keys import KEYS, Audit, SendCommand
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ def create_app(
     app.on_response_prepare.append(_security_headers)
     auth.setup(app)
     app.router.add_get("/healthz", auth.public(healthz), name="healthz")
+    app.router.add_get("/audit/keys", auth.public(audit_keys), name="audit_keys")
     for name in PARTS:
         module = _part(name)
         if module is None:
