@@ -341,6 +341,7 @@ def _cmd_write(args: argparse.Namespace, settings: Settings) -> int:
     if not answer.answered:
         print(f"no answer from the case engine within {args.timeout:g} s (is `fleetwatch stream` running?)")
         return EXIT_NO_ANSWER
+    _warn_unverified(answer.events, _keys(settings))
     rejected = answer.rejected
     if rejected is not None:
         print(f"rejected: {rejected.reason or '(no reason given)'}")
@@ -349,6 +350,18 @@ def _cmd_write(args: argparse.Namespace, settings: Settings) -> int:
     types = ", ".join(e.type.value for e in answer.events)
     print(f"accepted: {types}; {last.ticket or case_id} is {last.state.value}, {_sev(last.severity)}")
     return 0
+
+
+def _warn_unverified(events: list[CaseEvent], keys: Keyring) -> None:
+    """Say so when an answer is not signed by a listed key (it may not come from the case engine)."""
+    from casefile.signing import is_signed, signature_problem
+
+    for item in events:
+        why = signature_problem(item, keys) if is_signed(item) else "it is unsigned"
+        if why is not None:
+            print(
+                f"warning: answer seq {item.seq} ({item.type.value}) is not verified: {why}", file=sys.stderr
+            )
 
 
 def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:

@@ -15,6 +15,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from casefile.commands import await_answer, send_command
 from casefile.reader import partition_for_case, read_events
+from casefile.signing import Signer
 from fleetwatch.cli import main
 from schemas.cases import CaseEvent, CaseEventType, CaseState, chained
 from schemas.commands import CaseCommand, CommandType
@@ -184,9 +185,17 @@ def test_unknown_case_sends_nothing(
 class StandInEngine(threading.Thread):
     """Answers each command on case-commands with one chained event (or a rejection), like the engine."""
 
-    def __init__(self, bootstrap: str, topics: Topics, history_: list[CaseEvent], reject: str = "") -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        history_: list[CaseEvent],
+        reject: str = "",
+        signer: Signer | None = SIGNER,
+    ) -> None:
         super().__init__(daemon=True)
         self.bootstrap, self.topics, self.chain, self.reject = bootstrap, topics, list(history_), reject
+        self.signer = signer
         self.stopping = threading.Event()
         self.ready = threading.Event()
 
@@ -211,9 +220,10 @@ class StandInEngine(threading.Thread):
         else:
             kind, state, reason = CaseEventType.WORK_STARTED, CaseState.WORKING, command.reason
         answer = event(kind, 200, state, discriminator=command.command_id, reason=reason)
-        answer = SIGNER.sign(
-            chained(answer.model_copy(update={"command_id": command.command_id}), last.seq + 1, last.hash)
+        answer = chained(
+            answer.model_copy(update={"command_id": command.command_id}), last.seq + 1, last.hash
         )
+        answer = self.signer.sign(answer) if self.signer is not None else answer
         self.chain.append(answer)
         write(self.bootstrap, self.topics.cases, [answer])
 
@@ -374,3 +384,16 @@ def test_unsigned_legacy_chain_needs_allow_unsigned(
     code, out, _ = run(capsys, "audit", "keys")
     assert code == 0
     assert json.loads(out)["keys"][0]["key_id"] == SIGNER.key_id
+
+
+def test_an_answer_not_signed_by_the_engine_is_flagged(
+    kafka_bootstrap: str,
+    env: Topics,
+    open_case: list[CaseEvent],
+    engine_factory: type[StandInEngine],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine_factory(kafka_bootstrap, env, open_case, signer=None).start()
+    code, out, err = run(capsys, "case", "ack", "FW-100003", "--as", "bob")
+    assert code == 0, out
+    assert "warning: answer seq 3 (case.work_started) is not verified: it is unsigned" in err
