@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
@@ -142,6 +143,11 @@ class Keyring:
         }
 
 
+@functools.lru_cache(maxsize=64)
+def _verifier(public: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public)
+
+
 def is_signed(event: CaseEvent) -> bool:
     """Whether the event carries a signature at all (checked or not)."""
     return bool(event.sig or event.key_id)
@@ -164,7 +170,7 @@ def signature_problem(event: CaseEvent, keys: Keyring) -> str | None:
     except (binascii.Error, ValueError):
         return "its signature is not base64"
     try:
-        Ed25519PublicKey.from_public_bytes(key.public).verify(sig, event.hash.encode("ascii"))
+        _verifier(key.public).verify(sig, event.hash.encode("ascii"))
     except (InvalidSignature, ValueError):
         return f"signature does not verify with key {event.key_id} (forged, or the hash was changed)"
     if not key.valid_at(event.at):
