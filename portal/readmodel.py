@@ -6,6 +6,14 @@ partition of the cases topic, starts at the beginning and folds each event into 
 topic had when it started; after that new events show within a poll (~0.2 s). Messages that do not decode
 are counted and logged, never fatal. The follower retries while the broker or the topic is missing.
 
+One verdict with `fleetwatch case show` / `audit verify`: each event is judged where it sits
+(`casefile.checker.CaseChecker`, i.e. `casefile.audit.event_verdict`: hash, signature by a listed key,
+the case's home partition = murmur2 of the case id). Only events in the case's home partition whose hash
+holds and whose signature verifies (or that are unsigned, before the case's first signed event) are folded
+into its view; anything else is kept beside the view and never changes it. `chain(case_id)` is
+`casefile.audit.verify_located` over every event of the case wherever it sits (and its unreadable
+messages): the status the pages and the API show ("audit chain broken: <reason>").
+
 Readers (aiohttp handlers) run on another thread: lookups take a lock around the indexes; a view object
 returned may still grow (events are appended), which is safe to read.
 """
@@ -16,12 +24,17 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
+from casefile.audit import AuditReport, ChainStatus, EventStatus, Located, verify_located
+from casefile.checker import CaseChecker
 from casefile.reader import decode
+from casefile.signing import Keyring, is_signed
 from casefile.view import CaseView
+from fleetcore.settings import Settings
 from portal.directory import Directory, User, UserRole
 from schemas.cases import CaseEvent, Visibility
 
@@ -34,12 +47,40 @@ SHOWN_CONTACT_ROLES = frozenset({"customer_technical", "partner_helpdesk"})
 REDACTED_DETAILS = ("contact", "error")
 
 
-class ReadModel:
-    """Case views folded from the cases topic `topic` at `bootstrap` (call `start()`; `stop()` at the end)."""
+FOLDED = frozenset({EventStatus.VERIFIED, EventStatus.UNSIGNED})
+"""Event verdicts that may be folded into a view (unsigned only before the case's first signed event)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+
+@dataclass
+class _Chain:
+    """Everything the topic holds for one case: what the audit of its chain needs."""
+
+    items: list[Located] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    """Messages keyed with the case id that could not be read as its events."""
+    signed: bool = False
+    """A signed event was folded: unsigned events after it are forgeries that dropped the signature."""
+    report: AuditReport | None = None
+    """The cached audit (None: to be computed; reset whenever the case changes)."""
+
+
+class ReadModel:
+    """Case views folded from the cases topic `topic` at `bootstrap` (call `start()`; `stop()` at the end).
+
+    Events are judged with the audit keys `settings` name (`casefile.signing.load_keyring`, reloaded when an
+    unknown key id shows up), or with `keys` when given (tests; no settings: no keys, so any signed event
+    fails)."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, settings: Settings | None = None, keys: Keyring | None = None
+    ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
+        self.partitions = 1
+        """Partitions of the cases topic (the follower sets it; a case's home partition depends on it)."""
+        self.checker = CaseChecker(settings, lambda: self.partitions, keys)
+        self.unfolded = 0
+        """Events not folded into a view: outside the case's partition, forged, or unsigned after signed."""
         self.caught_up = threading.Event()
         """Set once everything the topic held at start-up has been read."""
         self.problems = 0
@@ -48,6 +89,7 @@ class ReadModel:
         self._lock = threading.Lock()
         self._views: dict[str, CaseView] = {}
         self._tickets: dict[str, str] = {}
+        self._chains: dict[str, _Chain] = {}
         self._next: dict[TopicPartition, int] = {}
         """Next offset per partition, so a reconnect resumes where the follower was."""
         self._stopping = threading.Event()
@@ -74,19 +116,64 @@ class ReadModel:
         mine = [v for v in self.views() if directory.may_see(user, v.partner, v.customer)]
         return sorted(mine, key=lambda v: (v.opened_at is not None, v.opened_at), reverse=True)
 
+    def chain(self, case_id: str) -> AuditReport:
+        """The verdict on the case's chain (`casefile.audit.verify_located`, as `fleetwatch audit verify`)."""
+        with self._lock:
+            chain = self._chains.get(case_id)
+            if chain is None:
+                return verify_located([], case_id, self.checker.keys)
+            if chain.report is None:
+                chain.report = verify_located(chain.items, case_id, self.checker.keys, chain.problems)
+            return chain.report
+
     # -- folding -------------------------------------------------------------------------------------
 
     def apply(self, events: Iterable[CaseEvent]) -> None:
-        """Fold events in (log order). The follower calls this; tests may too."""
+        """Fold events in (log order), each as if read from its case's own partition (tests; callers
+        without a partition). The follower uses `apply_at`."""
+        for event in events:
+            self.apply_at(self.checker.home(event.case_id), [(-1, event)])
+
+    def apply_at(self, partition: int, records: Iterable[tuple[int, CaseEvent]]) -> None:
+        """Fold in the events (offset, event) read from `partition`, in log order: each is judged where it
+        sits and only a sound event in its case's own partition changes the case's view."""
         with self._lock:
-            for event in events:
-                view = self._views.get(event.case_id)
-                if view is None:
-                    view = self._views[event.case_id] = CaseView(case_id=event.case_id)
-                view.apply(event)
-                if view.ticket is not None:
-                    self._tickets[view.ticket.upper()] = view.case_id
-                self.events_read += 1
+            for offset, event in records:
+                self._apply_one(partition, offset, event)
+
+    def problem(self, key: bytes | None, why: str) -> None:
+        """An unreadable message: one keyed with a case id fails that case's chain."""
+        self.problems += 1
+        log.warning("read model skipped %s", why)
+        if key is None:
+            return
+        with self._lock:
+            chain = self._chains.setdefault(key.decode("utf-8", "replace"), _Chain())
+            chain.problems.append(why)
+            chain.report = None
+
+    def _apply_one(self, partition: int, offset: int, event: CaseEvent) -> None:
+        self.events_read += 1
+        case_id = event.case_id
+        home = partition == self.checker.home(case_id)
+        chain = self._chains.setdefault(case_id, _Chain())
+        chain.items.append(Located(event, partition, offset, home))
+        chain.report = None
+        verdict = self.checker(event, partition)
+        fault = verdict.fault if verdict.status not in FOLDED else ""
+        if not fault and chain.signed and not is_signed(event):
+            fault = "unsigned after signed events"
+        if fault:
+            self.unfolded += 1
+            log.warning("read model: %s seq %d not folded: %s", case_id, event.seq, fault)
+            return
+        chain.signed = chain.signed or is_signed(event)
+        view = self._views.get(case_id)
+        if view is None:
+            view = self._views[case_id] = CaseView(case_id=case_id)
+        view.apply(event)
+        if view.ticket is not None:
+            self._tickets.setdefault(view.ticket.upper(), case_id)
 
     # -- the follower --------------------------------------------------------------------------------
 
@@ -127,6 +214,7 @@ class ReadModel:
                 self._stopping.wait(RETRY_S)
                 client.topics()
                 parts = sorted(client.partitions_for_topic(self.topic) or ())
+            self.partitions = len(parts)
             tps = [TopicPartition(self.topic, p) for p in parts]
             client.assign(tps)
             for tp in tps:
@@ -135,21 +223,34 @@ class ReadModel:
             while not self._stopping.is_set():
                 batch = client.poll(timeout_ms=POLL_MS)
                 for tp, records in batch.items():
-                    events: list[CaseEvent] = []
+                    events: list[tuple[int, CaseEvent]] = []
                     for record in records:
                         decoded = decode(tp.partition, record.offset, record.key, record.value)
                         if isinstance(decoded, str):
-                            self.problems += 1
-                            log.warning("read model skipped %s", decoded)
+                            self.problem(record.key, decoded)
                         else:
-                            events.append(decoded)
+                            events.append((record.offset, decoded))
                         self._next[tp] = record.offset + 1
-                    self.apply(events)
+                    self.apply_at(tp.partition, events)
                 if not self.caught_up.is_set() and all(client.position(tp) >= end[tp] for tp in tps):
                     self.caught_up.set()
                     log.info("read model caught up: %d events", self.events_read)
         finally:
             client.close(autocommit=False)
+
+
+def chain_marker(report: AuditReport) -> str | None:
+    """The line a case page shows above a case whose chain is not verified (None: verified)."""
+    status = report.status
+    if status is ChainStatus.VERIFIED:
+        return None
+    if status is ChainStatus.UNSIGNED:
+        return (
+            f"audit chain unsigned: {report.unsigned} of {report.count} events carry no signature "
+            "(written before signing); not verified"
+        )
+    more = f" (and {len(report.problems) - 1} more problem(s))" if len(report.problems) > 1 else ""
+    return f"audit chain broken: {report.problems[0]}{more}; this history is not verified"
 
 
 def visible_events(view: CaseView, user: User) -> list[CaseEvent]:

@@ -48,7 +48,7 @@ class Portal:
         self.topics = Topics(prefix=settings.topic_prefix)
         self.directory = directory if directory is not None else load_directory(settings.partners_file)
         self.clock = clock or clock_for(settings.clock_scale, settings.clock_origin_ms)
-        self.readmodel = ReadModel(settings.kafka_bootstrap, self.topics.cases)
+        self.readmodel = ReadModel(settings.kafka_bootstrap, self.topics.cases, settings)
         self._producer: AIOKafkaProducer | None = None
         self._runner: web.AppRunner | None = None
         self.port = settings.portal_port

@@ -33,14 +33,11 @@ from kafka.record import util as kafka_record_util
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from casefile.audit import EventVerdict, event_verdict
-from casefile.reader import partition_for_case
-from casefile.signing import SigningKeyError, load_keyring
+from casefile.checker import CaseChecker
 from fleetcore.clock import Clock, SystemClock, to_epoch_ms
 from fleetcore.errors import BrokerError, StoreError
 from fleetcore.settings import Settings
 from history.ddl import CASE_COLUMNS, CASE_EVENTS, DEDUP_SETTINGS, PROBE_COLUMNS, PROBE_RESULTS
-from schemas.cases import CaseEvent
 from schemas.topics import CASES, Topics
 from sinks.chunker import Chunk, Chunker, ChunkPolicy
 from sinks.rows import (
@@ -151,36 +148,6 @@ class ClickHouseWriter:
             raise StoreError(
                 f"insert of {len(rows)} rows into {table} (chunk {token}) failed: {exc}"
             ) from exc
-
-
-class CaseChecker:
-    """The sink's verdict on each case event (`casefile.audit.event_verdict`): signature by a listed key,
-    hash, and the partition murmur2 of the case id gives. A key id it does not know reloads the key list
-    first (once per unknown key id and second), so a key the engine generated after the sink started, or a
-    key added to the list, is picked up before an event is judged."""
-
-    RELOAD_S = 1.0
-
-    def __init__(self, settings: Settings, partitions: Callable[[], int]) -> None:
-        self.settings = settings
-        self.partitions = partitions
-        self.keys = load_keyring(settings)
-        self._misses: dict[str, float] = {}
-
-    def __call__(self, event: CaseEvent, partition: int) -> EventVerdict:
-        key_id = event.key_id
-        if key_id and key_id not in self.keys.keys:
-            now = time.monotonic()
-            if now - self._misses.get(key_id, -self.RELOAD_S) >= self.RELOAD_S:
-                if len(self._misses) > 1000:
-                    self._misses.clear()
-                self._misses[key_id] = now
-                try:
-                    self.keys = load_keyring(self.settings)
-                except SigningKeyError as exc:  # keep the keys in hand; the event is judged with them
-                    log.error("sink: reloading the audit keys failed: %s", exc)
-        home = partition_for_case(event.case_id, self.partitions())
-        return event_verdict(event, partition, home, self.keys)
 
 
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -579,7 +579,7 @@ class IntakeServer:
         if self.follow_cases:
             from portal.readmodel import ReadModel
 
-            self._readmodel = ReadModel(settings.kafka_bootstrap, self.topics.cases)
+            self._readmodel = ReadModel(settings.kafka_bootstrap, self.topics.cases, settings)
             self._readmodel.start()
             self.intake.lookup = self._readmodel
         producer = AIOKafkaProducer(

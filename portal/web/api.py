@@ -19,10 +19,11 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from casefile.audit import AuditReport
 from casefile.view import CLOSED_STATES, CaseView, clock_of
 from fleetcore.errors import FleetwatchError
 from portal.directory import User, UserRole
-from portal.readmodel import visible_events
+from portal.readmodel import chain_marker, visible_events
 from portal.web import auth
 from portal.web.keys import KEYS
 from schemas.cases import CaseEventType, CaseSource, CaseState, DetailValue, Visibility
@@ -89,10 +90,24 @@ class TimelineEntry(BaseModel):
     details: dict[str, DetailValue]
 
 
+class ChainInfo(BaseModel):
+    """The verdict on the case's signed audit chain (the one `fleetwatch audit verify` gives)."""
+
+    status: str = Field(
+        description="verified (intact, every event signed by a published key, in the case's partition); "
+        "unsigned (intact, but events from before signing); broken (not to be taken as fact)."
+    )
+    fault: str | None = Field(description="Why the chain is not verified (None when it is).")
+    problems: list[str] = Field(description="Every problem found (empty unless broken).")
+    head_seq: int | None = Field(description="The newest event's seq.")
+    head_hash: str = Field(description="The newest event's hash (compare with your emails' chain head).")
+
+
 class CaseDetail(CaseSummary):
-    """A case with its timeline."""
+    """A case with its timeline and the verdict on its audit chain."""
 
     timeline: list[TimelineEntry]
+    chain: ChainInfo
 
 
 class CaseList(BaseModel):
@@ -220,8 +235,19 @@ def summary_of(view: CaseView) -> CaseSummary:
     )
 
 
-def detail_of(view: CaseView, user: User) -> CaseDetail:
-    """A case with the timeline `user` may see."""
+def chain_info(report: AuditReport) -> ChainInfo:
+    """The API's form of a chain verdict (`fault`: the pages' marker line)."""
+    return ChainInfo(
+        status=report.status.value,
+        fault=chain_marker(report),
+        problems=list(report.problems),
+        head_seq=report.head_seq,
+        head_hash=report.head_hash,
+    )
+
+
+def detail_of(view: CaseView, user: User, chain: AuditReport) -> CaseDetail:
+    """A case with the timeline `user` may see and the verdict on its chain."""
     timeline = [
         TimelineEntry(
             seq=e.seq,
@@ -236,7 +262,7 @@ def detail_of(view: CaseView, user: User) -> CaseDetail:
         )
         for e in visible_events(view, user)
     ]
-    return CaseDetail(**summary_of(view).model_dump(), timeline=timeline)
+    return CaseDetail(**summary_of(view).model_dump(), timeline=timeline, chain=chain_info(chain))
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -323,7 +349,8 @@ async def list_closed(request: web.Request) -> web.Response:
 async def get_case(request: web.Request) -> web.Response:
     """GET /api/cases/{ref}: one case (id or ticket) with its timeline."""
     user = await auth.require_user(request)
-    return _json(detail_of(visible_case(request, user, request.match_info["ref"]), user))
+    view = visible_case(request, user, request.match_info["ref"])
+    return _json(detail_of(view, user, request.app[KEYS.readmodel].chain(view.case_id)))
 
 
 async def create_case(request: web.Request) -> web.Response:

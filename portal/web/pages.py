@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from casefile.view import CLOSED_STATES, CaseView, age
 from portal.directory import Directory, User, UserRole
-from portal.readmodel import visible_events
+from portal.readmodel import chain_marker, visible_events
 from portal.web.auth import check_csrf, flash, public, render, require_user
 from portal.web.kb import KnowledgeBase, load_knowledge_base
 from portal.web.keys import KEYS
@@ -539,6 +539,7 @@ async def case_page(request: web.Request) -> web.Response:
         "case.html",
         row=case_row(found, now),
         pending=False,
+        chain_marker=chain_marker(request.app[KEYS.readmodel].chain(found.case_id)),
         owner=found.owner,
         timeline=partner_timeline(found, user),
         can_reply=accepts_messages(found.state) and user.role is UserRole.PARTNER,

@@ -46,6 +46,7 @@ from pydantic import ValidationError
 from casefile.view import CLOSED_STATES, CaseView, clock_of
 from fleetcore.errors import FleetwatchError
 from portal.directory import User, UserRole
+from portal.readmodel import chain_marker
 from portal.web.auth import check_csrf, flash, render, require_staff
 from portal.web.keys import KEYS
 from schemas.cases import CaseEvent, CaseEventType, CaseSource, CaseState, DetailValue, Severity
@@ -452,6 +453,7 @@ async def case_page(request: web.Request) -> web.Response:
         request,
         "staff_case.html",
         case=queue_row(view, now),
+        chain_marker=chain_marker(request.app[KEYS.readmodel].chain(view.case_id)),
         view=view,
         timeline=timeline_rows(view),
         actions=actions_for(view),
