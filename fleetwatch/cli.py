@@ -11,6 +11,7 @@ from typing import Any
 
 from fleetcore.errors import FleetwatchError
 from fleetcore.settings import Settings
+from fleetwatch.simfleet.layout import parse_fleet
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -109,10 +110,20 @@ def _cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.clock_scale is not None:
         settings = settings.model_copy(update={"clock_scale": args.clock_scale})
-    elif not args.no_demo and "FLEETWATCH_CLOCK_SCALE" not in os.environ:
+    elif up_fleet(args)[0] and "FLEETWATCH_CLOCK_SCALE" not in os.environ:
         settings = settings.model_copy(update={"clock_scale": DEMO_CLOCK_SCALE})
     external = args.bootstrap is not None or "FLEETWATCH_KAFKA_BOOTSTRAP" in os.environ
-    return run_up(settings, external_kafka=external, demo=not args.no_demo, run_for_s=args.run_for)
+    demo, sim_servers = up_fleet(args)
+    return run_up(
+        settings, external_kafka=external, demo=demo, run_for_s=args.run_for, sim_servers=sim_servers
+    )
+
+
+def up_fleet(args: argparse.Namespace) -> tuple[bool, int | None]:
+    """`up`'s fleet: (demo fleet?, simulated servers or None). `--fleet sim:N` replaces the demo."""
+    if args.fleet is not None:
+        return False, args.fleet
+    return not args.no_demo, None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = add("up", _cmd_up, "run the whole monitor on this machine (local Kafka, workers, demo fleet)")
     up.add_argument("--no-demo", action="store_true", help="do not start or load the demo fleet")
+    up.add_argument(
+        "--fleet",
+        type=parse_fleet,
+        default=None,
+        help="demo (default): the demo fleet; sim:N: a simulated fleet of N servers (e.g. sim:100000, "
+        "sim:1m) in its own process, at the normal probe cadence",
+    )
     up.add_argument("--run-for", type=float, default=None, help="stop by itself after this many seconds")
     up.add_argument(
         "--clock-scale",
@@ -197,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fleetwatch.cli_settings import register as register_settings
 
     register_settings(sub, _common, _settings)
+    from fleetwatch.simfleet.command import register as register_sim
+
+    register_sim(sub)
     return parser
 
 

@@ -244,7 +244,11 @@ class Stack:
 
 
 def run_up(
-    settings: Settings, external_kafka: bool, demo: bool = True, run_for_s: float | None = None
+    settings: Settings,
+    external_kafka: bool,
+    demo: bool = True,
+    run_for_s: float | None = None,
+    sim_servers: int | None = None,
 ) -> int:
     """Run the whole monitor until Ctrl-C (or for `run_for_s` seconds). Returns the exit code."""
     logging.basicConfig(level=logging.WARNING)
@@ -256,7 +260,7 @@ def run_up(
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
-        return _up(stack, external_kafka, demo, run_for_s, stopping)
+        return _up(stack, external_kafka, demo, run_for_s, stopping, sim_servers)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -402,7 +406,12 @@ def plan_listening_ports(
 
 
 def _up(
-    stack: Stack, external_kafka: bool, demo: bool, run_for_s: float | None, stopping: threading.Event
+    stack: Stack,
+    external_kafka: bool,
+    demo: bool,
+    run_for_s: float | None,
+    stopping: threading.Event,
+    sim_servers: int | None = None,
 ) -> int:
     started = time.monotonic()
     overrides: dict[str, Any] = dict(DEMO_CADENCE) if demo else {}
@@ -452,6 +461,10 @@ def _up(
 
         publish_inventory(settings.kafka_bootstrap, topics, servers, prune=True)
         _say(f"demo fleet: {len(servers)} servers on {fleet_thread.fleet.base_url} (inventory published)")
+    if sim_servers:
+        from fleetwatch.simfleet.command import up_sim_fleet
+
+        stack.demo = up_sim_fleet(settings.kafka_bootstrap, topics, sim_servers, settings.data_dir, _say)
 
     overrides.update(_notification_setup(stack, settings, demo))
     env = worker_env(settings, **overrides)

@@ -8,6 +8,7 @@ Every `tcp_every`-th server (the last of each stride) is a tcp server; the other
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import dataclass
 
@@ -125,3 +126,16 @@ class FleetLayout:
 
     def customer_range(self, c: int) -> range:
         return range(c * self.per_customer, min((c + 1) * self.per_customer, self.servers))
+
+
+def parse_fleet(value: str) -> int | None:
+    """`--fleet`: ``demo`` (None) or ``sim:N`` (N servers, 1k/1m suffixes allowed)."""
+    if value == "demo":
+        return None
+    kind, _, count = value.partition(":")
+    text = count.strip().lower()
+    factor = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1) if text else 1
+    digits = text[:-1] if factor > 1 else text
+    if kind != "sim" or not digits.isdigit() or int(digits) * factor < 1:
+        raise argparse.ArgumentTypeError(f"expected demo or sim:N (e.g. sim:100000, sim:1m), not {value!r}")
+    return int(digits) * factor

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from fleetcore.clock import Clock, SystemClock
 from fleetwatch.demo_fleet import _reset, _TcpEndpoint
+from fleetwatch.simfleet.inventory import Endpoints
 from fleetwatch.simfleet.layout import SimFleetError
 from fleetwatch.simfleet.scenario import Mode, Scenario
 
@@ -129,11 +130,12 @@ class SimFleet:
     def http_urls(self) -> list[str]:
         return [f"http://{self.host}:{port}" for port in self.ports]
 
+    def endpoints(self) -> Endpoints:
+        return Endpoints(self.host, tuple(self.ports), self.tcp_port if self._tcp else None, self.timeout_s)
+
     def target(self, i: int) -> str:
         """How server `i` is probed: its status URL (http) or host:port (tcp)."""
-        if self.layout.is_tcp(i):
-            return f"{self.layout.tcp_host(i)}:{self.tcp_port}"
-        return f"http://{self.host}:{self.ports[i % len(self.ports)]}/s/{i}"
+        return self.endpoints().target(self.layout, i)
 
     @property
     def started_at(self) -> datetime:

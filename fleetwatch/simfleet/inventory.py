@@ -1,0 +1,134 @@
+"""The inventory of a simulated fleet: one `schemas.inventory.Server` record per server, generated from the
+layout (nothing is kept per server), published to the inventory topic in batches."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from fleetwatch.simfleet.layout import FleetLayout, SimFleetError
+from probes.errors import InventoryPublishError
+from probes.inventory import read_inventory_ids
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+FLUSH_EVERY = 50_000
+"""Records sent between flushes (bounds the producer's memory; a failure shows within one batch)."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a running simulated fleet listens (from `SimFleet.info()` or `fleetwatch sim`'s first line)."""
+
+    host: str
+    ports: tuple[int, ...]
+    tcp_port: int | None
+    timeout_s: float
+
+    @classmethod
+    def from_info(cls, info: dict[str, Any]) -> Endpoints:
+        try:
+            urls = [str(u) for u in info["http"]]
+            hosts = {u.removeprefix("http://").rpartition(":")[0] for u in urls}
+            ports = tuple(int(u.rpartition(":")[2]) for u in urls)
+            tcp = info.get("tcp_port")
+            if len(hosts) != 1 or not ports:
+                raise ValueError("http: one host, at least one port")
+            return cls(hosts.pop(), ports, None if tcp is None else int(tcp), float(info["timeout_s"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SimFleetError(f"not a simulated fleet's info: {exc}") from exc
+
+    def target(self, layout: FleetLayout, i: int) -> str:
+        """How server `i` is probed: its status URL (http) or loopback host:port (tcp)."""
+        if layout.is_tcp(i):
+            if self.tcp_port is None:
+                raise SimFleetError("the fleet has tcp servers but no tcp port")
+            return f"{layout.tcp_host(i)}:{self.tcp_port}"
+        return f"http://{self.host}:{self.ports[i % len(self.ports)]}/s/{i}"
+
+
+def record(layout: FleetLayout, endpoints: Endpoints, i: int) -> dict[str, Any]:
+    """The inventory record (a valid `Server`) of server `i`."""
+    c = layout.customer_of(i)
+    backup = layout.backup_of(i)
+    return {
+        "server_id": layout.server_id(i),
+        "customer_id": layout.customer_id(c),
+        "partner_id": layout.partner_id(c),
+        "role": "primary" if backup is None else "secondary",
+        "backup_of": None if backup is None else layout.server_id(backup),
+        "probe": "tcp" if layout.is_tcp(i) else "http",
+        "target": endpoints.target(layout, i),
+        "expected_status": 200,
+        "timeout_s": endpoints.timeout_s,
+    }
+
+
+def records(layout: FleetLayout, endpoints: Endpoints) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) of every server, in index order: the inventory topic's records."""
+    dumps = orjson.dumps
+    for i in range(layout.servers):
+        rec = record(layout, endpoints, i)
+        yield rec["server_id"].encode(), dumps(rec)
+
+
+def _ours(layout: FleetLayout, server_id: str) -> bool:
+    try:
+        return layout.server_id(layout.index_of(server_id)) == server_id
+    except SimFleetError:
+        return False
+
+
+def publish_sim_inventory(
+    bootstrap: str, topics: Topics, layout: FleetLayout, endpoints: Endpoints, prune: bool = True
+) -> tuple[int, float]:
+    """Publish the fleet's inventory (with `prune`, tombstone servers on the topic that are not in it).
+    Returns (records sent, seconds taken). Raises InventoryPublishError when Kafka fails."""
+    topic = topics.inventory
+    started = time.monotonic()
+    failures: list[BaseException] = []
+    try:
+        stale = []
+        if prune:
+            stale = sorted(sid for sid in read_inventory_ids(bootstrap, topic) if not _ours(layout, sid))
+        producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id="fleetwatch-sim-inventory",
+            acks="all",
+            linger_ms=20,
+            batch_size=512 * 1024,
+            max_request_size=4 * 1024 * 1024,
+            compression_type="lz4",
+            max_block_ms=30_000,
+        )
+        try:
+            sent = 0
+            for key, value in records(layout, endpoints):
+                producer.send(topic, key=key, value=value).add_errback(failures.append)
+                sent += 1
+                if sent % FLUSH_EVERY == 0:
+                    producer.flush(timeout=60)
+                    if failures:
+                        break
+            for sid in stale:
+                producer.send(topic, key=sid.encode(), value=None).add_errback(failures.append)
+            producer.flush(timeout=60)
+        finally:
+            producer.close(timeout=10)
+    except KafkaError as exc:
+        raise InventoryPublishError(f"publishing the simulated inventory to {topic} failed: {exc}") from exc
+    if failures:
+        raise InventoryPublishError(
+            f"publishing the simulated inventory to {topic} failed ({len(failures)} records): {failures[0]}"
+        )
+    if stale:
+        log.info("removed %d servers not in the simulated fleet", len(stale))
+    return sent, time.monotonic() - started
