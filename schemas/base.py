@@ -11,7 +11,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamps must carry a timezone (UTC)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00: a ValueError makes it a validation error
+        raise ValueError("timestamp is out of range in UTC") from exc
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_aware_utc)]
