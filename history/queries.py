@@ -1,7 +1,9 @@
 """Read-side queries of the history store. Every value from outside is a bound parameter, never SQL text.
 
 Results are plain JSON-ready dicts (times as ISO 8601 UTC strings) so the sink's HTTP API and the direct
-path of `fleetwatch history` return the same shape.
+path of `fleetwatch history` return the same shape. Case events come with the sink's verdict on each
+(`chain_status`: verified, unsigned, misplaced, forged, or '' for rows stored before schema v4; `chain_fault`:
+why): every stored copy is returned, so a reader can tell a forged copy from the genuine event.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 
 from fleetcore.clock import from_epoch_ms
 from fleetcore.errors import FleetwatchError, StoreError
+from history.ddl import COUNTED_EVENTS
 from schemas.inventory import ID_PATTERN
 
 MAX_LIMIT = 10_000
@@ -56,14 +59,19 @@ LIMIT {limit:UInt32}
 _CASE_FIELDS = """
     event_id, case_id, type, severity, source, customer_id, toUnixTimestamp64Milli(at) AS at_ms, actor,
     details, state, ticket, owner, partner_id, reason, command_id, visibility, seq, prev_hash, hash,
-    server_id"""
+    server_id, chain_status, chain_fault"""
+_UNCOUNTED_LAST = f"NOT ({COUNTED_EVENTS}), chain_copy"
+"""Within one event id the counted row (verified, or stored before v4) comes first."""
+_ONE_PER_COPY = "LIMIT 1 BY event_id, chain_status, chain_copy"
+"""Case event rows of every chain status: a forged or misplaced copy is its own row, never hiding the
+genuine one (`chain_status` tells them apart; reports count `COUNTED_EVENTS` only)."""
 
 SERVER_CASES_SQL = f"""
 SELECT{_CASE_FIELDS}
 FROM case_events FINAL
 WHERE server_id = {{server_id:String}}
-ORDER BY at DESC, seq DESC, event_id
-LIMIT 1 BY event_id
+ORDER BY at DESC, seq DESC, event_id, {_UNCOUNTED_LAST}
+{_ONE_PER_COPY}
 LIMIT {{limit:UInt32}}
 """
 
@@ -71,8 +79,8 @@ CASE_EVENTS_SQL = f"""
 SELECT{_CASE_FIELDS}
 FROM case_events FINAL
 WHERE case_id = {{case_id:String}}
-ORDER BY seq, at, event_id
-LIMIT 1 BY event_id
+ORDER BY seq, at, event_id, {_UNCOUNTED_LAST}
+{_ONE_PER_COPY}
 LIMIT {{limit:UInt32}}
 """
 
@@ -105,7 +113,8 @@ def _probe(row: tuple[Any, ...]) -> dict[str, Any]:
 
 def _case(row: tuple[Any, ...]) -> dict[str, Any]:
     (event_id, case_id, type_, severity, source, customer, at_ms, actor, details, *chain) = row
-    state, ticket, owner, partner_id, reason, command_id, visibility, seq, prev_hash, hash_, server = chain
+    state, ticket, owner, partner_id, reason, command_id, visibility, seq, prev_hash, hash_, *rest = chain
+    server, chain_status, chain_fault = rest
     try:
         parsed: Any = orjson.loads(details) if details else {}
     except orjson.JSONDecodeError:
@@ -131,11 +140,14 @@ def _case(row: tuple[Any, ...]) -> dict[str, Any]:
         "seq": int(seq),
         "prev_hash": prev_hash,
         "hash": hash_,
+        "chain_status": chain_status,
+        "chain_fault": chain_fault,
     }
 
 
 def server_history(client: Client, server_id: str, limit: int = 20, case_limit: int = 100) -> dict[str, Any]:
-    """A server's `limit` most recent probes (newest first) and its case events (newest first, one per id)."""
+    """A server's `limit` most recent probes (newest first) and its case events (newest first, one row per
+    event id and chain status: a forged copy is listed beside the genuine event, never instead of it)."""
     check_server_id(server_id)
     check_limit(limit)
     check_limit(case_limit)
@@ -152,7 +164,8 @@ def server_history(client: Client, server_id: str, limit: int = 20, case_limit: 
 
 
 def case_events(client: Client, case_id: str, limit: int = 1000) -> list[dict[str, Any]]:
-    """The stored events of one case in chain order (one per event id); [] for an unknown case."""
+    """The stored events of one case in chain order (one row per event id and chain status, the counted row
+    first); [] for an unknown case."""
     if not case_id or len(case_id) > 100:
         raise InvalidQuery(f"invalid case id {case_id!r}")
     check_limit(limit)

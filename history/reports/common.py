@@ -17,6 +17,7 @@ from clickhouse_connect.driver.client import Client
 
 from fleetcore.clock import from_epoch_ms, to_epoch_ms
 from fleetcore.errors import StoreError
+from history.ddl import COUNTED_EVENTS
 from history.queries import InvalidQuery
 from schemas.inventory import ID_PATTERN
 
@@ -91,11 +92,13 @@ PERIOD = """{column} >= fromUnixTimestamp64Milli({{start_ms:Int64}}, 'UTC')
     AND {column} < fromUnixTimestamp64Milli({{end_ms:Int64}}, 'UTC')"""
 FILTERS = """({customer:String} = '' OR customer_id = {customer:String})
     AND ({server:String} = '' OR server_id = {server:String})"""
-CASE_FILTER = """({case:String} = '' OR case_id IN (
+CASE_FILTER = f"""({{case:String}} = '' OR case_id IN (
     SELECT case_id FROM case_events
-    WHERE case_id = {case:String} OR upperUTF8(ifNull(ticket, '')) = upperUTF8({case:String})
-))"""
-"""One case by id or ticket (a case gets its ticket after opening: any of its events may carry it)."""
+    WHERE {COUNTED_EVENTS}
+        AND (case_id = {{case:String}} OR upperUTF8(ifNull(ticket, '')) = upperUTF8({{case:String}}))
+))"""  # noqa: S608 (constant fragments; values are bound)
+"""One case by id or ticket (a case gets its ticket after opening: any of its events may carry it), found
+from counted rows only (`history.ddl.COUNTED_EVENTS`): a forged copy carrying a ticket selects nothing."""
 
 
 def run(client: Client, sql: str, params: dict[str, Any], what: str) -> list[tuple[Any, ...]]:
