@@ -52,12 +52,12 @@ from _common import (
 from _machine import load, print_machine
 
 from fleetcore.kafka_admin import ensure_topics
+from policy.sla import load_policy_book
 from schemas.cases import CaseSource, Severity
 from schemas.commands import CaseCommand, CommandType
 from schemas.topics import CASE_COMMANDS, Topics
 from streams.cases import Case, Decision, EngineConfig, apply, ticket_number
 from streams.engine import case_partition
-from streams.sla import load_policy_book
 
 BENCH = Path(__file__).resolve().parent
 POLICY_FILE = BENCH.parent / "examples" / "sla-policy.yaml"

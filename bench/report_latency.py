@@ -36,9 +36,9 @@ from fleetcore.clock import to_epoch_ms
 from history.ddl import CASE_COLUMNS, PROBE_COLUMNS, migrate
 from history.reports import build, report_query
 from history.store import connect
+from policy.sla import PolicyBook, SlaPolicy
 from schemas.cases import CaseEvent, CaseEventType, CaseSource, CaseState, Severity, chained, event_id_for
 from sinks.rows import case_row, columns
-from streams.sla import PolicyBook, SlaPolicy
 
 MONTH = "2026-11"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

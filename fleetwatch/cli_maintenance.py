@@ -27,10 +27,10 @@ from pydantic import ValidationError
 from fleetcore.clock import clock_for
 from fleetcore.errors import FleetwatchError
 from fleetcore.settings import Settings
+from policy.maintenance import WindowStatus, current_or_next, status, still_relevant
 from schemas.inventory import ID_PATTERN
 from schemas.maintenance import MaintenanceWindow, Recurrence
 from schemas.topics import MAINTENANCE, Topics
-from streams.maintenance import WindowStatus, current_or_next, status, still_relevant
 
 MAX_DURATION = timedelta(days=366)
 """Longest window accepted from the command line."""

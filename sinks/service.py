@@ -41,11 +41,11 @@ from history.queries import InvalidQuery, counts, server_history
 from history.reports import load_policies, parse, run_request, to_csv
 from history.retention import apply_retention
 from history.store import connect, redact
+from policy.maintenance_feed import MaintenanceFeed
 from schemas.topics import Topics
 from sinks.analysts import AnalystsServer, start_analysts
 from sinks.clickhouse import ClickHouseSink, SinkMetrics, SinkStats
 from sinks.windows import WindowWriter
-from streams.maintenance_feed import MaintenanceFeed
 
 log = logging.getLogger(__name__)
 

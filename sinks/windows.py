@@ -1,7 +1,7 @@
 """The maintenance windows table kept equal to the maintenance topic the sink follows.
 
 The sink already follows the (compacted) maintenance topic to mark planned probes
-(`streams.maintenance_feed`). `WindowWriter` writes that table into ``maintenance_windows``: every window
+(`policy.maintenance_feed`). `WindowWriter` writes that table into ``maintenance_windows``: every window
 as it arrives, again when it changes (a cancellation sets `cancelled_at`), and a ``deleted`` row when its
 key leaves the topic (a tombstone, or a key gone after a re-read). Idempotent: it loads what the store
 holds at start and writes only differences, so a restart, which re-reads the whole topic, writes nothing

@@ -1,7 +1,7 @@
 """The Faust app of the stream worker: the detector agent and the case engine, with their tables and topics.
 
 Thin wiring only; every decision is pure code (`streams.redundancy.Detector`, `streams.cases.apply`,
-`streams.sla`). Two agents share one app (one consumer group):
+`policy.sla`). Two agents share one app (one consumer group):
 
 * detector (`streams.detection`): probe-results → streak table → CaseCommands (open, recovered, severity).
 * case engine (`streams.engine`): case-commands → case table (+ per-partition ticket counters) → CaseEvents on

@@ -12,7 +12,7 @@ States (`schemas.cases.CaseState`)::
     any open state ──resolve──▶ RESOLVED ──close──▶ CLOSED;  any non-closed state ──close──▶ CLOSED
     RESOLVED/CLOSED ──reopen──▶ TRIAGED (NEW without severity), clocks restart at the reopen
 
-Rules the engine keeps (the support policy, `streams.sla` for the clocks, `streams.notices` for who is told):
+Rules the engine keeps (the support policy, `policy.sla` for the clocks, `streams.notices` for who is told):
 
 * Every valid command first fires what its clocks owed up to `command.at` (as a TICK would), then applies,
   then checks again (a triage anchors clocks at the open, so they may already be due). So a START_WORK that
@@ -76,6 +76,8 @@ from pydantic import BaseModel, ConfigDict
 
 from fleetcore.clock import to_epoch_ms
 from fleetcore.errors import FleetwatchError
+from policy import sla
+from policy.sla import AlertLevel, ClockAlert, ClockKind, PolicyBook, SlaClock, SlaPolicy
 from schemas.cases import (
     CaseEvent,
     CaseEventType,
@@ -89,9 +91,8 @@ from schemas.cases import (
 )
 from schemas.commands import CaseCommand, CommandType
 from schemas.notifications import EMAIL_ADDRESS_PATTERN, MESSAGE_ID_PATTERN, Notification
-from streams import notices, sla
+from streams import notices
 from streams.notices import Notice
-from streams.sla import AlertLevel, ClockAlert, ClockKind, PolicyBook, SlaClock, SlaPolicy
 
 RECENT_COMMANDS = 64
 """How many applied command ids a case remembers (replays after a crash come within a few)."""

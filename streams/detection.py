@@ -21,11 +21,11 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from policy.maintenance import MaintenanceBook
+from policy.maintenance_feed import planned_by
 from schemas.envelope import decode_probe_batch
 from streams.app import StreamApp, dead_letter_of
 from streams.detector import ServerStreak
-from streams.maintenance import MaintenanceBook
-from streams.maintenance_feed import planned_by
 from streams.redundancy import Detector
 from streams.tables import TableStore
 

@@ -33,6 +33,7 @@ from prometheus_client import Counter
 from pydantic import ValidationError
 
 from casefile.signing import load_signer
+from policy.sla import load_policy_book
 from schemas.cases import CaseEventType
 from schemas.commands import CaseCommand
 from schemas.envelope import validation_reason
@@ -47,7 +48,6 @@ from streams.cases import (
     tick_command,
     ticket_number,
 )
-from streams.sla import load_policy_book
 from streams.tables import active_partitions
 
 log = logging.getLogger(__name__)

@@ -7,9 +7,9 @@ import logging
 from fleetcore.kafka_admin import ensure_topics
 from fleetcore.logs import setup_logging
 from fleetcore.settings import Settings
+from policy.maintenance_feed import MaintenanceFeed
 from schemas.topics import Topics
 from streams.app import create_app
-from streams.maintenance_feed import MaintenanceFeed
 
 log = logging.getLogger(__name__)
 

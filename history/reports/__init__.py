@@ -20,7 +20,7 @@ from history.reports.request import NAMES as REPORTS
 from history.reports.request import ReportRequest, load_policies, parse
 from history.reports.sla import sla_report
 from history.reports.uptime import uptime_report
-from streams.sla import PolicyBook
+from policy.sla import PolicyBook
 
 __all__ = [
     "REPORTS",

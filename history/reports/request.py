@@ -3,7 +3,7 @@
 `parse(name, params)` accepts `month` (YYYY-MM, required), `customer`, `server`, `format` (json or csv),
 `threshold_ms` (capacity forecast) and `case` (sla: one case, by its id or ticket number); a `.svg` suffix on
 the name asks for the chart. Bad input is InvalidQuery.
-`load_policies(path)` is the case engine's policy-book loader (`streams.sla.load_policy_book`).
+`load_policies(path)` is the case engine's policy-book loader (`policy.sla.load_policy_book`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from history.queries import InvalidQuery
 from history.reports.common import ReportQuery, report_query
-from streams.sla import load_policy_book
+from policy.sla import load_policy_book
 
 NAMES = ("uptime", "sla", "capacity", "cases")
 FORMATS = ("json", "csv")

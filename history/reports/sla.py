@@ -27,7 +27,7 @@ from clickhouse_connect.driver.client import Client
 from fleetcore.clock import from_epoch_ms
 from history.ddl import COUNTED_EVENTS
 from history.reports.common import CASE_FILTER, FILTERS, PERIOD, ReportQuery, iso, percent, run
-from streams.sla import PolicyBook, SlaPolicy
+from policy.sla import PolicyBook, SlaPolicy
 
 CASE_EVENTS_SQL = f"""
 SELECT case_id, type, severity, source, server_id, customer_id, toUnixTimestamp64Milli(at) AS at_ms, actor,

@@ -17,7 +17,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from history.reports.common import FILTERS, PERIOD, ReportQuery, iso, percent, run
-from streams.sla import PolicyBook
+from policy.sla import PolicyBook
 
 UPTIME_SQL = f"""
 WITH probes AS (

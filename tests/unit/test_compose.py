@@ -36,9 +36,9 @@ import yaml
 from fleetcore.settings import Settings
 from fleetwatch.cli import build_parser
 from fleetwatch.kafka_local import KAFKA_VERSION
+from policy.sla import load_policy_book
 from probes.inventory import load_inventory_file
 from sinks.notifier.directory import load_directory
-from streams.sla import load_policy_book
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from fleetcore.clock import to_epoch_ms
+from policy.sla import ClockKind, PolicyBook
 from schemas.cases import (
     CaseEvent,
     CaseEventType,
@@ -33,7 +34,6 @@ from streams.cases import (
     ticket_number,
 )
 from streams.notices import INTERNAL_ROLES
-from streams.sla import ClockKind, PolicyBook
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 CASE_ID = "case-1"

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
+from policy.sla import ClockKind
 from schemas.cases import CaseEventType, CaseSource, CaseState, Severity, Visibility
 from schemas.commands import CommandType
 from schemas.notifications import Notification, Role
 from streams.cases import requester, thread_message_id
 from streams.notices import REFERRAL_TEXT
-from streams.sla import ClockKind
 from tests.unit.streams.test_cases import Sim, hours, roles, staff_case
 
 ET = CaseEventType

@@ -25,10 +25,10 @@ from clickhouse_connect.driver.client import Client
 
 from fleetcore.clock import to_epoch_ms
 from history.ddl import CASE_COLUMNS, PROBE_COLUMNS, migrate
+from policy.sla import PolicyBook, SlaPolicy
 from schemas.cases import CaseEvent, CaseEventType, CaseSource, CaseState, Severity, chained, event_id_for
 from schemas.probes import HealthMetrics, ProbeResult
 from sinks.rows import case_row, columns, probe_row
-from streams.sla import PolicyBook, SlaPolicy
 
 MONTH = "2026-11"
 NOV2 = datetime(2026, 11, 2, tzinfo=UTC)

@@ -103,7 +103,7 @@ def test_unworked_sev1_is_pending_until_its_deadline_fires_and_met_when_resolved
     from datetime import UTC, datetime, timedelta
 
     from history.reports.sla import Event, audit_case, summarise
-    from streams.sla import SlaPolicy
+    from policy.sla import SlaPolicy
 
     t0 = datetime(2026, 11, 3, 8, tzinfo=UTC)
 

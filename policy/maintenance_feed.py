@@ -9,7 +9,7 @@ windows are declared ahead of their start, so this matters only for a window add
 
 A replayed chunk is rebuilt with the book of the moment; ClickHouse drops it by its dedup token, so the
 rows of the first insert stay (marks are never rewritten). Cancelled windows still cover what happened
-before the cancel (`streams.maintenance`), so late or replayed results inside them stay planned.
+before the cancel (`policy.maintenance`), so late or replayed results inside them stay planned.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import time
 from typing import Any
 
 from fleetcore.compacted import CompactedFollower
+from policy.maintenance import MaintenanceBook
 from schemas.maintenance import MaintenanceWindow
 from schemas.probes import ProbeResult
-from streams.maintenance import MaintenanceBook
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from schemas.maintenance import MaintenanceWindow, Recurrence
-from streams.maintenance import (
+from policy.maintenance import (
     MaintenanceBook,
     Occurrence,
     WindowStatus,
@@ -19,6 +18,7 @@ from streams.maintenance import (
     status,
     still_relevant,
 )
+from schemas.maintenance import MaintenanceWindow, Recurrence
 
 D1 = datetime(2026, 11, 2, tzinfo=UTC)  # a Monday
 H = timedelta(hours=1)

@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas.cases import CaseSource, Severity
-from streams.sla import (
+from policy.sla import (
     AlertLevel,
     ClockKind,
     PolicyBook,
@@ -21,6 +20,7 @@ from streams.sla import (
     satisfy,
     stop,
 )
+from schemas.cases import CaseSource, Severity
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 POLICY = SlaPolicy()
