@@ -196,8 +196,8 @@ class Scenario:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise SimFleetError(f"{source}: not valid YAML: {exc}") from exc
-        if isinstance(data, dict):
-            data = data.get("rules")
+        if isinstance(data, dict) and set(data) == {"rules"}:
+            data = data["rules"]
         if data is None:
             data = []
         if not isinstance(data, list):
