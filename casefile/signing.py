@@ -252,13 +252,21 @@ def _configured_key(settings: Settings) -> Ed25519PrivateKey | None:
     value = settings.audit_signing_key.get_secret_value().strip()
     if not value:
         return None
-    if not value.startswith("-----BEGIN") and "/" in value:
+    if not value.startswith("-----BEGIN") and "/" in value and not _is_seed(value):
         path = Path(value).expanduser()
         try:
             return parse_private_key(path.read_text(encoding="ascii"), f"signing key file {path}")
         except OSError as exc:
             raise SigningKeyError(f"cannot read the signing key file {path}: {exc}") from exc
     return parse_private_key(value, "FLEETWATCH_AUDIT_SIGNING_KEY")
+
+
+def _is_seed(value: str) -> bool:
+    """Whether `value` is the base64 of a 32-byte seed (base64 may hold "/": not a path then)."""
+    try:
+        return len(base64.b64decode(value, validate=True)) == 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def key_file(settings: Settings) -> Path:

@@ -394,7 +394,35 @@ def _cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    print(json.dumps(_keys(settings).to_json(), indent=2))
+    ring = _keys(settings)
+    text = json.dumps(ring.to_json(), indent=2) + "\n"
+    if args.output is None:
+        print(text, end="")
+        return 0
+    from pathlib import Path
+
+    target = Path(args.output)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)  # readers never see a half-written list
+    print(f"wrote {len(ring.keys)} key(s) to {target}", file=sys.stderr)
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    """A new Ed25519 signing key: the settings line on stdout (append it to .env), the public key's
+    entry for a key list on stderr."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from casefile.signing import Signer
+
+    private = Ed25519PrivateKey.generate()
+    seed = base64.b64encode(private.private_bytes_raw()).decode("ascii")
+    public = Signer(private).public
+    print(f"FLEETWATCH_AUDIT_SIGNING_KEY={seed}")
+    print(f"# key id {public.key_id}; key list entry: {json.dumps(public.to_json())}", file=sys.stderr)
     return 0
 
 
@@ -479,4 +507,13 @@ def register(sub: Any, common: AddCommon, settings_of: SettingsOf) -> None:
     verify.set_defaults(handler=handler(_cmd_audit))
     keys = audit.add_parser("keys", help="the public keys that verify case events (JSON, publish it)")
     common(keys)
+    keys.add_argument(
+        "--output", metavar="FILE", help="write the list to FILE (atomically) instead of printing it"
+    )
     keys.set_defaults(handler=handler(_cmd_keys))
+    keygen = audit.add_parser(
+        "keygen",
+        help="a new case-signing key: prints FLEETWATCH_AUDIT_SIGNING_KEY=<base64 seed> (append it to .env) "
+        "and, on stderr, its key id and public key-list entry",
+    )
+    keygen.set_defaults(handler=_cmd_keygen)

@@ -64,7 +64,8 @@ def test_a_genuine_chain_is_folded_and_verified() -> None:
     model = _model()
     model.apply_at(HOME, [(2, _resolved(_genuine()[1], ENGINE))])
     view = model.get("FW-100777")
-    assert view is not None and view.state is CaseState.RESOLVED
+    assert view is not None
+    assert view.state is CaseState.RESOLVED
     report = model.chain(CASE)
     assert report.status is ChainStatus.VERIFIED, report.problems
     assert chain_marker(report) is None
@@ -81,7 +82,8 @@ def test_an_event_outside_the_cases_partition_is_never_folded() -> None:
     report = model.chain(CASE)
     assert report.status is ChainStatus.BROKEN
     marker = chain_marker(report)
-    assert marker is not None and marker.startswith("audit chain broken: ")
+    assert marker is not None
+    assert marker.startswith("audit chain broken: ")
     assert f"found in partition {ELSEWHERE} at offset 7" in marker
     assert model.unfolded == 1
 
@@ -95,7 +97,8 @@ def test_a_wrongly_signed_event_is_never_folded() -> None:
     dropped = _resolved(_genuine()[1], ENGINE).model_copy(update={"key_id": "", "sig": ""})
     model.apply_at(HOME, [(12, dropped)])
     view = model.get(CASE)
-    assert view is not None and view.state is CaseState.TRIAGED
+    assert view is not None
+    assert view.state is CaseState.TRIAGED
     assert view.conflicts == [], "a forged event must not even reach the fold"
     report = model.chain(CASE)
     assert report.status is ChainStatus.BROKEN
@@ -136,13 +139,15 @@ async def test_pages_and_api_mark_a_broken_chain() -> None:
         page = await partner.get("/cases/FW-100777")
         assert page.status == 200
         html = await page.text()
-        assert 'id="case-chain"' in html and "audit chain broken: " in html
+        assert 'id="case-chain"' in html
+        assert "audit chain broken: " in html
 
         assert (await sign_in(staff, "sam", USERS["sam"])).status in (302, 303)
         staff_page = await staff.get(f"/staff/cases/{CASE}")
         assert staff_page.status == 200
         staff_html = await staff_page.text()
-        assert 'id="case-chain"' in staff_html and "audit chain broken: " in staff_html
+        assert 'id="case-chain"' in staff_html
+        assert "audit chain broken: " in staff_html
     finally:
         await partner.close()
         await staff.close()
