@@ -10,6 +10,9 @@
    mounted into the services (fleet, SLA policy book, contacts directory) exist and load, each long-running
    worker serves /metrics on 0.0.0.0 at the port its healthcheck asks, and the notifier's delivery endpoints
    are placeholders (no address or secret committed).
+4. Audit keys: the case engine's signing key is a required secret given only to the stream (and the one-shot
+   that publishes its public key); every service that verifies case events gets the public key list, checked
+   by running the publisher's real command and loading each verifier's list.
 
 """
 
@@ -49,7 +52,16 @@ COMPOSE_SCHEMA = REPO_ROOT / "tests" / "data" / "compose-spec" / "compose-spec.s
 COMPOSE_SCHEMA_SHA256 = "1f91e091f16b2dd50ab8860e02bb391d22df553d91c145eacedb1b6eff9c3f0e"
 ENV_PREFIX = "FLEETWATCH_"
 
-FLEETWATCH_SERVICES = {"inventory-loader", "probe", "stream", "notify", "intake", "portal", "sink"}
+FLEETWATCH_SERVICES = {
+    "inventory-loader",
+    "audit-keys",
+    "probe",
+    "stream",
+    "notify",
+    "intake",
+    "portal",
+    "sink",
+}
 INFRA_SERVICES = {"kafka", "clickhouse"}
 
 
@@ -515,7 +527,7 @@ def test_intake_and_portal_read_a_mounted_partner_directory(services: dict[str, 
 
 # Workers that write local state under FLEETWATCH_DATA_DIR, and what they keep there.
 STATEFUL_SERVICES = {
-    "stream": "the case engine's generated audit signing key (casefile.signing), Faust's data dir",
+    "stream": "Faust's data dir",
     "intake": "the map of Message-IDs to cases (portal.intake.threads)",
 }
 
@@ -541,6 +553,82 @@ def test_portal_secret_is_required(services: dict[str, dict[str, Any]]) -> None:
         f"portal: FLEETWATCH_PORTAL_SECRET={value!r}; use ${{FLEETWATCH_PORTAL_SECRET:?...}}"
     )
     assert interpolate(value, {"FLEETWATCH_PORTAL_SECRET": "k3y"}) == "k3y"
+
+
+# Services that verify case events' signatures (casefile.signing.load_keyring): the sink (chain_status), the
+# portal (read model, case pages, GET /audit/keys), the intake (its read model of the case topic).
+VERIFIERS = ("sink", "portal", "intake")
+SIGNING_KEY = "FLEETWATCH_AUDIT_SIGNING_KEY"
+
+
+def _volume_path(
+    services: Mapping[str, dict[str, Any]], name: str, container_file: str, volumes: Mapping[str, Path]
+) -> Path:
+    """Where `container_file` of service `name` is on the host: a bind mount of the repo, or a named volume
+    (standing for it: `volumes[volume]`)."""
+    path = Path(container_file)
+    for source, target in mounts(services[name]):
+        if path.is_relative_to(target):
+            rest = path.relative_to(target)
+            return (volumes[source] if source in volumes else (REPO_ROOT / source).resolve()) / rest
+    raise AssertionError(f"{name}: {container_file} is on no mounted volume")
+
+
+def test_stream_signing_key_is_required(services: dict[str, dict[str, Any]]) -> None:
+    """A key generated inside the stream container is one no verifier knows: every event would be forged."""
+    for name in ("stream", "audit-keys"):
+        value = environment(services[name]).get(SIGNING_KEY) or ""
+        assert required_vars(value) == [SIGNING_KEY], (
+            f"{name}: {SIGNING_KEY}={value!r}; use ${{{SIGNING_KEY}:?...}}"
+        )
+    holders = sorted(name for name, svc in services.items() if SIGNING_KEY in environment(svc))
+    assert holders == ["audit-keys", "stream"], (
+        "the private key goes to the signer (and the key publisher) only"
+    )
+
+
+def test_verifiers_get_the_signing_keys_public_key(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Run the one-shot `audit-keys` command as compose would (its files mapped to the host), then load
+    every verifier's key list the way it does: each must hold the stream's signing key."""
+    from casefile.signing import load_keyring, load_signer
+    from fleetwatch.cli_case import _cmd_keys
+
+    seed = "IiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QEE="  # base64 of a 32-byte seed, with a "/"
+    given = {SIGNING_KEY: seed}
+    volumes = {"audit-keys": tmp_path / "audit-keys"}
+    volumes["audit-keys"].mkdir()
+
+    def settings_of(name: str) -> Settings:
+        env = environment(services[name])
+        values = {
+            key[len(ENV_PREFIX) :].lower(): interpolate(value, given)
+            for key, value in env.items()
+            if key.startswith(ENV_PREFIX) and value is not None
+        }
+        if "audit_keys_file" in values:
+            values["audit_keys_file"] = str(_volume_path(services, name, values["audit_keys_file"], volumes))
+        values["data_dir"] = str(tmp_path / f"data-{name}")  # the service's own data dir: no key there
+        return Settings.model_validate(values)
+
+    publisher = services["audit-keys"]
+    assert depends_on(publisher).get("kafka") == "service_healthy"
+    args = parse_command(command_args(publisher))
+    assert isinstance(args, argparse.Namespace)
+    args.output = str(_volume_path(services, "audit-keys", args.output, volumes))
+    assert _cmd_keys(args, settings_of("audit-keys")) == 0
+
+    signer = load_signer(settings_of("stream"))
+    assert not (tmp_path / "data-stream").exists(), "the stream must use the configured key, not generate one"
+    for name in VERIFIERS:
+        assert depends_on(services[name]).get("audit-keys") == "service_completed_successfully", name
+        env = environment(services[name])
+        assert SIGNING_KEY not in env, f"{name} must not hold the private key"
+        assert env.get("FLEETWATCH_AUDIT_KEYS_FILE"), f"{name}: no FLEETWATCH_AUDIT_KEYS_FILE"
+        ring = load_keyring(settings_of(name))
+        assert signer.key_id in ring.keys, f"{name} cannot verify the stream's signatures"
+        assert ring.keys[signer.key_id].public == signer.public.public
 
 
 def test_mount_lookup_fails_for_unmounted_paths(services: dict[str, dict[str, Any]]) -> None:
