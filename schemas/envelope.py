@@ -72,10 +72,12 @@ def decode_probe_batch(raw: bytes | None) -> DecodedBatch:
     return out
 
 
-def item_payload(raw: bytes | None, index: int | None) -> str:
-    """The text of a rejected message, or of one item in it, for the dead letter (max 64 KiB)."""
-    text = (raw or b"").decode("utf-8", errors="replace")
+def item_payload(raw: bytes | None, index: int | None, data: Any = None) -> str:
+    """The text of a rejected message, or of one item in it, for the dead letter (max 64 KiB). `data`: the
+    message as orjson already read it, if it was (so a batch with many bad items is read once)."""
     if index is not None:
         with contextlib.suppress(orjson.JSONDecodeError, KeyError, IndexError, TypeError):
-            text = orjson.dumps(orjson.loads(raw or b"{}")["results"][index]).decode()
-    return text[:65536]
+            return orjson.dumps(
+                (orjson.loads(raw or b"{}") if data is None else data)["results"][index]
+            ).decode()[:65536]
+    return (raw or b"").decode("utf-8", errors="replace")[:65536]

@@ -6,6 +6,7 @@ column order of `history.ddl.PROBE_COLUMNS` / `CASE_COLUMNS`; timestamps are epo
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,7 +19,8 @@ from casefile.audit import EventStatus, EventVerdict
 from fleetcore.clock import to_epoch_ms
 from schemas.cases import CaseEvent
 from schemas.deadletter import DeadLetter
-from schemas.envelope import decode_probe_batch, item_payload, validation_reason
+from schemas.envelope import DecodedBatch, item_payload, validation_reason
+from schemas.fastdecode import Result, decode_probe_items, probe_result
 from schemas.probes import ProbeResult
 
 Row = tuple[Any, ...]
@@ -41,16 +43,22 @@ MAX_TIME = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 def unstorable_probe(result: ProbeResult) -> str | None:
     """Why a valid ProbeResult still cannot be stored (a value outside its column's range), or None."""
-    if result.latency_ms > UINT32_MAX:
-        return f"latency_ms {result.latency_ms} exceeds the UInt32 column"
-    if not MIN_TIME <= result.started_at <= MAX_TIME:
-        return f"started_at {result.started_at.isoformat()} is outside 1900..2299"
     h = result.health
-    if h is not None:
-        for name in ("connections", "users"):
-            value = getattr(h, name)
-            if value is not None and value > UINT32_MAX:
-                return f"health.{name} {value} exceeds the UInt32 column"
+    return _unstorable(
+        result.latency_ms, result.started_at, h.connections if h else None, h.users if h else None
+    )
+
+
+def _unstorable(
+    latency_ms: int, started_at: datetime, connections: int | None, users: int | None
+) -> str | None:
+    if latency_ms > UINT32_MAX:
+        return f"latency_ms {latency_ms} exceeds the UInt32 column"
+    if not MIN_TIME <= started_at <= MAX_TIME:
+        return f"started_at {started_at.isoformat()} is outside 1900..2299"
+    for name, value in (("connections", connections), ("users", users)):
+        if value is not None and value > UINT32_MAX:
+            return f"health.{name} {value} exceeds the UInt32 column"
     return None
 
 
@@ -150,14 +158,97 @@ def case_row(
     )
 
 
+def _struct_row(
+    r: Result, started_at: datetime, topic: str, partition: int, offset: int, item: int, window: str | None
+) -> Row:
+    """`probe_row` of a decoded struct (no ProbeResult built): the same tuple."""
+    h = r.health
+    return (
+        r.server_id,
+        r.customer_id,
+        r.probe_id,
+        int(started_at.timestamp() * 1000),  # fleetcore.clock.to_epoch_ms, inlined
+        r.latency_ms,
+        r.ok,
+        r.status_code,
+        r.error_class,
+        r.error_message,
+        r.worker_id,
+        *(
+            (None, None, None, None, None, None)
+            if h is None
+            else (h.load1, h.connections, h.users, h.cpu_percent, h.memory_percent, h.disk_percent)
+        ),
+        topic,
+        partition,
+        offset,
+        item,
+        window,
+    )
+
+
 def decode_probe_message(
-    raw: bytes | None, topic: str, partition: int, offset: int, planned: PlannedLookup | None = None
+    raw: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    planned: PlannedLookup | None = None,
+    decode: Callable[[bytes | None], DecodedBatch] | None = None,
 ) -> DecodedMessage:
     """Rows of one ProbeBatch message; a bad envelope rejects the message, a bad result only its item.
 
     `planned` marks each row with the maintenance window its probe ran in (None: nothing is planned).
+    `decode`: None for the fast decoder (schemas.fastdecode, rows straight from its structs), or a
+    DecodedBatch decoder such as the contract's own `schemas.envelope.decode_probe_batch` (same rows and
+    rejections, slower: the benchmark's and the tests' reference).
     """
-    batch = decode_probe_batch(raw)
+    if decode is not None:
+        return _decode_with(decode, raw, topic, partition, offset, planned)
+    decoded = decode_probe_items(raw)
+    out = DecodedMessage()
+    data = decoded.data
+    if decoded.rejected:
+        if data is None and decoded.batch_id is not None:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                data = orjson.loads(raw or b"{}")
+        out.rejected = [Rejected(i, why, item_payload(raw, i, data)) for i, why in decoded.rejected]
+    rows = out.rows
+    for item, r, started in decoded.items:
+        if type(r) is Result:
+            h = r.health
+            why = (
+                _unstorable(r.latency_ms, started, h.connections, h.users)
+                if h is not None
+                else _unstorable(r.latency_ms, started, None, None)
+            )
+            if why is None:
+                window = planned(probe_result(r, started)) if planned is not None else None
+                rows.append(_struct_row(r, started, topic, partition, offset, item, window))
+                continue
+        else:
+            assert isinstance(r, ProbeResult)
+            why = unstorable_probe(r)
+            if why is None:
+                window = planned(r) if planned is not None else None
+                rows.append(probe_row(r, topic, partition, offset, item, window))
+                continue
+        if data is None:
+            data = orjson.loads(raw or b"{}")
+        out.rejected.append(Rejected(item, f"cannot store ProbeResult: {why}", item_payload(raw, item, data)))
+    if decoded.rejected and len(out.rejected) > len(decoded.rejected):
+        out.rejected.sort(key=lambda r: -1 if r.item is None else r.item)
+    return out
+
+
+def _decode_with(
+    decode: Callable[[bytes | None], DecodedBatch],
+    raw: bytes | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    planned: PlannedLookup | None,
+) -> DecodedMessage:
+    batch = decode(raw)
     out = DecodedMessage()
     if batch.rejected:
         out.rejected = [Rejected(item, reason, item_payload(raw, item)) for item, reason in batch.rejected]
