@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from policy.maintenance import MaintenanceBook
 from policy.maintenance_feed import planned_by
-from schemas.envelope import decode_probe_batch
+from schemas.fastdecode import decode_probe_batch_fast
 from streams.app import StreamApp, dead_letter_of
 from streams.detector import ServerStreak
 from streams.redundancy import Detector
@@ -93,7 +93,7 @@ def install_detector(stream: StreamApp) -> None:
             get = _lookup(changed, streaks)
 
             for event in events:
-                decoded = decode_probe_batch(event.value)
+                decoded = decode_probe_batch_fast(event.value)  # the contract's verdicts, msgspec-fast
                 for index, reason in decoded.rejected:
                     await dead_letter(event, index, reason, now)
                 partition = event.message.partition
