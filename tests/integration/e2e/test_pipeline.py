@@ -220,7 +220,17 @@ def test_fleetwatch_up_shows_a_sev1_and_history_then_stops_cleanly(
             cases = body["cases"] if isinstance(body, dict) else body
             return [c for c in cases if "Logins to the acme mail server fail" in json.dumps(c)]
 
-        assert wait_for(filed, 60, "the emailed case in the partner portal")
+        emailed = wait_for(filed, 60, "the emailed case in the partner portal")
+        # signed by the key `up` generated, verified by the portal's read model with the same key list
+        request = urllib.request.Request(
+            f"{portal}/api/cases/{emailed[0]['case_id']}",
+            headers={"Authorization": "Bearer fwt_demo_northwind_token"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            chain = json.loads(resp.read())["chain"]
+        assert chain["status"] == "verified", chain
+        with urllib.request.urlopen(f"{portal}/audit/keys", timeout=10) as resp:
+            assert len(json.loads(resp.read())["keys"]) == 1
         children = [
             int(x.split("pid ")[1].split(",")[0])
             for x in out.read_text().splitlines()
