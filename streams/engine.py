@@ -89,97 +89,120 @@ def case_partition(case_id: str, partitions: int = CASE_COMMANDS.partitions) -> 
 
 def install_engine(stream: StreamApp) -> None:
     """Register the case-engine agent and its deadline timer on the stream app."""
-    app, outputs, cases, tickets = stream.app, stream.outputs, stream.cases, stream.tickets
-    config = engine_config(stream)
-    signer = load_signer(stream.settings)
-    log.info("case engine: signing case events with key %s", signer.key_id)
-    commands_topic = app.topic(
-        stream.topics.case_commands, value_type=bytes, value_serializer="raw", key_serializer="raw"
-    )
+    CaseEngine(stream).install()
 
-    async def dead_letter(event: Any, reason: str, now: datetime) -> Any:
+
+class CaseEngine:
+    """The case-engine agent (`engine`) and its deadline timer (`timer`, `due_scan`) over one stream app's
+    tables and outputs."""
+
+    def __init__(self, stream: StreamApp) -> None:
+        self.stream = stream
+        self.cases, self.tickets, self.outputs = stream.cases, stream.tickets, stream.outputs
+        self.config = engine_config(stream)
+        self.signer = load_signer(stream.settings)
+        self.floors: dict[int, int] = {}
+        """partition → its ticket floor (`ticket_floor`), computed once per process."""
+        self.sent: dict[str, tuple[datetime, float]] = {}
+        """case id → (the deadline its last TICK was sent for, when: monotonic seconds)."""
+
+    def install(self) -> None:
+        """Register the agent and the timer on the stream's Faust app."""
+        stream, app = self.stream, self.stream.app
+        log.info("case engine: signing case events with key %s", self.signer.key_id)
+        commands_topic = app.topic(
+            stream.topics.case_commands, value_type=bytes, value_serializer="raw", key_serializer="raw"
+        )
+        stream.extras["ticket_floors"] = self.floors
+        stream.engine = app.agent(commands_topic, name="engine", concurrency=1)(self.engine)
+        stream.extras["due_scan"] = self.due_scan
+        app.timer(interval=stream.settings.timer_interval_s)(self.timer)
+
+    async def dead_letter(self, event: Any, reason: str, now: datetime) -> Any:
         COMMANDS.labels("invalid", "dead_letter").inc()
-        return await outputs.dead_letter(dead_letter_of(event, "engine", reason, now))
+        return await self.outputs.dead_letter(dead_letter_of(event, "engine", reason, now))
 
-    floors: dict[int, int] = {}
-    stream.extras["ticket_floors"] = floors
-
-    def ticket_floor(partition: int) -> int:
+    def ticket_floor(self, partition: int) -> int:
         """One past the highest ticket counter a case of this partition holds (computed once per process).
 
         The counter and the case rows are in two changelogs: a crash between the two writes could leave the
         counter behind the tickets already issued. Taking the max with this floor means no number is issued
         twice (a counter ahead of the rows only leaves a gap)."""
+        floors = self.floors
         if partition not in floors:
             used = [  # a ticket drawn by another partition inverts to None
                 ticket_counter(case.ticket, partition, CASE_COMMANDS.partitions)
-                for case in cases.values()
+                for case in self.cases.values()
                 if case is not None and case.ticket
             ]
             floors[partition] = max((n + 1 for n in used if n is not None), default=0)
         return floors[partition]
 
-    async def engine(stream_: Any) -> AsyncIterator[None]:  # a faust Stream of raw CaseCommand JSON
+    async def engine(self, stream_: Any) -> AsyncIterator[None]:  # a faust Stream of raw CaseCommand JSON
+        """The agent: takes up to 100 commands at a time (`take`)."""
         async for events in stream_.take_events(100, within=0.01):
-            now = stream.clock.now()
-            changed: dict[str, tuple[int, Case | None]] = {}
-            counters: dict[int, int] = {}
-            acks: list[Any] = []
-            for event in events:
-                partition = event.message.partition
-                try:
-                    command = CaseCommand.model_validate_json(event.value or b"")
-                except ValidationError as exc:
-                    acks.append(
-                        await dead_letter(event, f"invalid case command: {validation_reason(exc)}", now)
-                    )
-                    continue
-                pending = changed.get(command.case_id)
-                case: Case | None = pending[1] if pending else cases.get(command.case_id)
-                counter = counters.get(partition)
-                if counter is None:
-                    counter = max(tickets.get(str(partition)) or 0, ticket_floor(partition))
-                decision = apply(
-                    case, command, config, ticket_number(partition, counter, CASE_COMMANDS.partitions)
-                )
-                if decision.dead_letter is not None:
-                    acks.append(await dead_letter(event, decision.dead_letter, now))
-                    continue
-                outcome = "rejected" if any(e.type is REJECTED for e in decision.events) else "applied"
-                COMMANDS.labels(command.type.value, outcome if decision.events else "noop").inc()
-                for case_event in decision.events:
-                    EVENTS.labels(case_event.type.value).inc()
-                    acks.append(await outputs.case(signer.sign(case_event)))
-                for note in decision.notifications:
-                    NOTIFICATIONS.labels(note.channel.value).inc()
-                    acks.append(await outputs.notification(note))
-                if decision.ticket_used:
-                    counters[partition] = counter + 1
-                if decision.purge:
-                    COMMANDS.labels(command.type.value, "purged").inc()
-                    changed[command.case_id] = (partition, None)
-                elif decision.case is not None and decision.case is not case:
-                    changed[command.case_id] = (partition, decision.case)
-            await asyncio.gather(*(a for a in acks if a is not None))
-            for case_id, (partition, value) in changed.items():
-                if value is None:  # purged: a tombstone
-                    cases.delete(partition, case_id)
-                else:
-                    cases.put(partition, case_id, value)
-            for partition, counter in counters.items():
-                tickets.put(partition, str(partition), counter)
+            await self.take(events)
             yield None
 
-    stream.engine = app.agent(commands_topic, name="engine", concurrency=1)(engine)
-    sent: dict[str, tuple[datetime, float]] = {}
+    async def take(self, events: list[Any]) -> None:
+        """Apply one take of commands: send the events and notifications, await the acks, write the tables."""
+        cases, tickets, outputs = self.cases, self.tickets, self.outputs
+        now = self.stream.clock.now()
+        changed: dict[str, tuple[int, Case | None]] = {}
+        counters: dict[int, int] = {}
+        acks: list[Any] = []
+        for event in events:
+            partition = event.message.partition
+            try:
+                command = CaseCommand.model_validate_json(event.value or b"")
+            except ValidationError as exc:
+                acks.append(
+                    await self.dead_letter(event, f"invalid case command: {validation_reason(exc)}", now)
+                )
+                continue
+            pending = changed.get(command.case_id)
+            case: Case | None = pending[1] if pending else cases.get(command.case_id)
+            counter = counters.get(partition)
+            if counter is None:
+                counter = max(tickets.get(str(partition)) or 0, self.ticket_floor(partition))
+            decision = apply(
+                case, command, self.config, ticket_number(partition, counter, CASE_COMMANDS.partitions)
+            )
+            if decision.dead_letter is not None:
+                acks.append(await self.dead_letter(event, decision.dead_letter, now))
+                continue
+            outcome = "rejected" if any(e.type is REJECTED for e in decision.events) else "applied"
+            COMMANDS.labels(command.type.value, outcome if decision.events else "noop").inc()
+            for case_event in decision.events:
+                EVENTS.labels(case_event.type.value).inc()
+                acks.append(await outputs.case(self.signer.sign(case_event)))
+            for note in decision.notifications:
+                NOTIFICATIONS.labels(note.channel.value).inc()
+                acks.append(await outputs.notification(note))
+            if decision.ticket_used:
+                counters[partition] = counter + 1
+            if decision.purge:
+                COMMANDS.labels(command.type.value, "purged").inc()
+                changed[command.case_id] = (partition, None)
+            elif decision.case is not None and decision.case is not case:
+                changed[command.case_id] = (partition, decision.case)
+        await asyncio.gather(*(a for a in acks if a is not None))
+        for case_id, (partition, value) in changed.items():
+            if value is None:  # purged: a tombstone
+                cases.delete(partition, case_id)
+            else:
+                cases.put(partition, case_id, value)
+        for partition, counter in counters.items():
+            tickets.put(partition, str(partition), counter)
 
-    async def due_scan(now: datetime, actives: set[int]) -> int:
+    async def due_scan(self, now: datetime, actives: set[int]) -> int:
         """Send a TICK for every due case of the `actives` partitions; returns how many were sent."""
+        cases, sent = self.cases, self.sent
         count = 0
         for case_id, case in cases.items():
             if case_partition(case_id) not in actives:
                 continue
-            due = next_due(case, config)
+            due = next_due(case, self.config)
             if due is None or due > now:
                 sent.pop(case_id, None)
                 continue
@@ -187,17 +210,15 @@ def install_engine(stream: StreamApp) -> None:
             if last is not None and last[0] == due and time.monotonic() - last[1] < TICK_RESEND_S:
                 continue
             sent[case_id] = (due, time.monotonic())
-            await outputs.command(tick_command(case, now))
+            await self.outputs.command(tick_command(case, now))
             TICKS.inc()
             count += 1
         for case_id in [k for k in sent if k not in cases]:
             del sent[case_id]
         return count
 
-    async def timer() -> None:
-        actives = active_partitions(app, stream.topics.case_commands)
+    async def timer(self) -> None:
+        """The deadline timer: a `due_scan` of the partitions this worker owns."""
+        actives = active_partitions(self.stream.app, self.stream.topics.case_commands)
         if actives:
-            await due_scan(stream.clock.now(), actives)
-
-    stream.extras["due_scan"] = due_scan
-    app.timer(interval=stream.settings.timer_interval_s)(timer)
+            await self.due_scan(self.stream.clock.now(), actives)
