@@ -47,3 +47,15 @@ def test_endpoints_from_the_fleets_info_line() -> None:
     assert Endpoints.from_info(info) == ENDPOINTS
     with pytest.raises(SimFleetError):
         Endpoints.from_info({"http": []})
+
+
+def test_records_go_to_the_partition_any_other_publisher_of_the_inventory_uses() -> None:
+    """The batch sender partitions by key itself; it must agree with kafka-python's producer (what
+    `fleetwatch inventory load` uses), or a server's record would not replace its earlier one."""
+    from aiokafka.partitioner import DefaultPartitioner
+    from kafka.partitioner import murmur2
+
+    partitions = list(range(12))
+    for key, _ in records(FleetLayout(500), ENDPOINTS):
+        expected = (murmur2(key) & 0x7FFFFFFF) % len(partitions)
+        assert DefaultPartitioner()(key, partitions, partitions) == expected
