@@ -217,9 +217,11 @@ def decode_probe_message(
         if type(r) is Result:
             h = r.health
             why = (
-                _unstorable(r.latency_ms, started, h.connections, h.users)
-                if h is not None
-                else _unstorable(r.latency_ms, started, None, None)
+                None
+                if r.latency_ms <= UINT32_MAX
+                and MIN_TIME < started < MAX_TIME
+                and (h is None or ((h.connections or 0) <= UINT32_MAX and (h.users or 0) <= UINT32_MAX))
+                else _unstorable(r.latency_ms, started, h.connections if h else None, h.users if h else None)
             )
             if why is None:
                 window = planned(probe_result(r, started)) if planned is not None else None
