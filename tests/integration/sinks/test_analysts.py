@@ -53,7 +53,7 @@ def sink(kafka_bootstrap: str, topics: Topics, sink_settings: Settings) -> Itera
         try:
             wait_for(
                 lambda: client.command("SELECT count() FROM probe_results") == len(results),
-                60,
+                120,  # a loaded 2-core box once needed more than 60 s (sink start + first chunk)
                 "all probes stored",
             )
         finally:
