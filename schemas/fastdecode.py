@@ -62,20 +62,21 @@ class Health(Struct, forbid_unknown_fields=True):
     disk_percent: _PERCENT | None = None
 
 
-class Result(Struct, forbid_unknown_fields=True):
-    """ProbeResult, as msgspec decodes it (`started_at` still text: the post-pass parses it)."""
+class Result(Struct, forbid_unknown_fields=True, kw_only=True):
+    """ProbeResult, as msgspec decodes it (`started_at` still text: the post-pass parses it). Fields in
+    ProbeResult's order, so `msgspec.structs.asdict` gives the model's `__dict__` in its order."""
 
     server_id: _ID
     customer_id: _ID
+    partner_id: _ID | None = None
     probe_id: _TEXT200
     started_at: str
     latency_ms: _NONNEG_INT
     ok: bool
-    worker_id: _TEXT200
-    partner_id: _ID | None = None
     status_code: Annotated[int, Meta(ge=100, le=599)] | None = None
     error_class: Annotated[str, Meta(max_length=100)] | None = None
     error_message: Annotated[str, Meta(max_length=1000)] | None = None
+    worker_id: _TEXT200
     health: Health | None = None
     backup_of: _ID | None = None
 
@@ -101,6 +102,7 @@ _REFUSED = (msgspec.ValidationError, msgspec.DecodeError, ValueError, OverflowEr
 _RESULT_FIELDS = frozenset(ProbeResult.model_fields)
 _HEALTH_FIELDS = frozenset(HealthMetrics.model_fields)
 _new = object.__new__
+_asdict = msgspec.structs.asdict
 _set = object.__setattr__
 _slots = BaseModel.__dict__
 _set_fields_set = _slots["__pydantic_fields_set__"].__set__
@@ -236,18 +238,7 @@ def _json_accepts(item: bytes) -> bool:
 
 def _health(h: Health) -> HealthMetrics:
     model: HealthMetrics = _new(HealthMetrics)
-    _set(
-        model,
-        "__dict__",
-        {
-            "load1": h.load1,
-            "connections": h.connections,
-            "users": h.users,
-            "cpu_percent": h.cpu_percent,
-            "memory_percent": h.memory_percent,
-            "disk_percent": h.disk_percent,
-        },
-    )
+    _set(model, "__dict__", _asdict(h))
     _set_fields_set(model, _HEALTH_FIELDS)
     _set_extra(model, None)
     _set_private(model, None)
@@ -259,25 +250,11 @@ def probe_result(r: Result | ProbeResult, started_at: datetime) -> ProbeResult:
     if isinstance(r, ProbeResult):
         return r
     model: ProbeResult = _new(ProbeResult)
-    _set(
-        model,
-        "__dict__",
-        {
-            "server_id": r.server_id,
-            "customer_id": r.customer_id,
-            "partner_id": r.partner_id,
-            "probe_id": r.probe_id,
-            "started_at": started_at,
-            "latency_ms": r.latency_ms,
-            "ok": r.ok,
-            "status_code": r.status_code,
-            "error_class": r.error_class,
-            "error_message": r.error_message,
-            "worker_id": r.worker_id,
-            "health": None if r.health is None else _health(r.health),
-            "backup_of": r.backup_of,
-        },
-    )
+    values = _asdict(r)
+    values["started_at"] = started_at
+    if r.health is not None:
+        values["health"] = _health(r.health)
+    _set(model, "__dict__", values)
     _set_fields_set(model, _RESULT_FIELDS)
     _set_extra(model, None)
     _set_private(model, None)

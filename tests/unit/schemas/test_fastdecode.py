@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from schemas.envelope import DecodedBatch, decode_probe_batch
-from schemas.fastdecode import decode_probe_batch_fast
-from schemas.probes import ProbeBatch
+from schemas.fastdecode import Health, Result, decode_probe_batch_fast
+from schemas.probes import HealthMetrics, ProbeBatch, ProbeResult
 from tests.helpers import result
 
 ID_CHARS = "abcXYZ019._:-"
@@ -108,6 +108,12 @@ def test_timestamps_the_narrow_types_refuse_are_judged_by_pydantic(value: Any, a
     raw = orjson.dumps({"batch_id": "b", "worker_id": "w", "partition": 0, "results": [item]})
     decoded = assert_agree(raw)
     assert len(decoded.results) == int(accepted)
+
+
+def test_the_structs_follow_the_models_field_order() -> None:
+    """probe_result takes the struct's fields as the model's __dict__, in order (dumps and reprs keep it)."""
+    assert Result.__struct_fields__ == tuple(ProbeResult.model_fields)
+    assert Health.__struct_fields__ == tuple(HealthMetrics.model_fields)
 
 
 # -- the fuzz corpus -----------------------------------------------------------------------------------
