@@ -62,7 +62,7 @@ _CASE_FIELDS = """
     server_id, chain_status, chain_fault"""
 _UNCOUNTED_LAST = f"NOT ({COUNTED_EVENTS}), chain_copy"
 """Within one event id the counted row (verified, or stored before v4) comes first."""
-_ONE_PER_COPY = "LIMIT 1 BY event_id, chain_status, chain_copy"
+_ONE_PER_COPY = "LIMIT 1 BY event_id, chain_status"
 """Case event rows of every chain status: a forged or misplaced copy is its own row, never hiding the
 genuine one (`chain_status` tells them apart; reports count `COUNTED_EVENTS` only)."""
 

@@ -10,6 +10,7 @@ against a deadline; on failure a screenshot and the page's HTML land in the test
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from casefile.commands import send_command
+from casefile.signing import Keyring, existing_signer
 from fleetcore.clock import SystemClock
+from fleetcore.settings import Settings
 from portal.service import Portal
 from schemas.cases import CaseState, Severity
 from schemas.commands import CaseCommand, CommandType
@@ -60,9 +63,16 @@ def engine(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[Str
 
 
 @pytest.fixture
-def site(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[Portal]:
-    """The portal with the shipped knowledge base, on a free port."""
-    service = Portal(portal_settings(kafka_bootstrap, topics, tmp_path / "portal", kb_dir=KB))
+def site(engine: StreamWorker, kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> Iterator[Portal]:
+    """The portal with the shipped knowledge base, on a free port; it verifies case events with the public
+    key of the key the engine generated in its data dir (published as a key list, as in a deployment)."""
+    signer = wait_for(
+        lambda: existing_signer(Settings(data_dir=tmp_path / "stream")), 60, "the engine's signing key"
+    )
+    keys = tmp_path / "audit-keys.json"
+    keys.write_text(json.dumps(Keyring.of([signer.public]).to_json()), encoding="utf-8")
+    settings = portal_settings(kafka_bootstrap, topics, tmp_path / "portal", kb_dir=KB, audit_keys_file=keys)
+    service = Portal(settings)
     runner = _PortalThread(service)
     runner.start()
     try:
