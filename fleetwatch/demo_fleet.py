@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -240,7 +241,62 @@ class _TcpEndpoint:
         sock.close()
 
 
-class DemoFleet:
+class LoopbackFleet:
+    """What the demo fleet and the simulated fleet share: an aiohttp runner, tcp endpoints that follow a
+    script (opened and closed by `_reconcile_tcp`, every `_tcp_check_interval_s`), and a clean stop."""
+
+    _tcp: Mapping[Any, _TcpEndpoint]
+
+    def __init__(self, tcp_check_interval_s: float) -> None:
+        self._tcp_check_interval_s = tcp_check_interval_s
+        self._t0: datetime | None = None
+        self._runner: web.BaseRunner | None = None
+        self._closing = asyncio.Event()
+        self._reconciler: asyncio.Task[None] | None = None
+
+    def _reconcile_tcp(self) -> None:
+        """Open or close each tcp endpoint as the script says now."""
+        raise NotImplementedError
+
+    def _start_reconciler(self) -> None:
+        self._reconcile_tcp()
+        if self._tcp:
+            self._reconciler = asyncio.create_task(self._reconcile_loop())
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._tcp_check_interval_s)
+            try:
+                self._reconcile_tcp()
+            except OSError:
+                log.exception("a tcp server could not be reopened")
+
+    async def stop(self) -> None:
+        """Stop serving (hanging requests are released first)."""
+        self._closing.set()
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconciler
+            self._reconciler = None
+        for endpoint in self._tcp.values():
+            endpoint.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+
+class DemoFleet(LoopbackFleet):
     """Serves a scripted demo fleet on 127.0.0.1 until `stop()`."""
 
     def __init__(
@@ -268,12 +324,8 @@ class DemoFleet:
         if len(self._by_id) != len(self.specs):
             raise ValueError("demo server ids must be unique")
         self._overrides: dict[str, Mode] = {}
+        super().__init__(tcp_check_interval_s)
         self._tcp = {s.server_id: _TcpEndpoint(host) for s in self.specs if s.kind is ProbeKind.TCP}
-        self._tcp_check_interval_s = tcp_check_interval_s
-        self._t0: datetime | None = None
-        self._runner: web.AppRunner | None = None
-        self._closing = asyncio.Event()
-        self._reconciler: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -290,31 +342,8 @@ class DemoFleet:
         self.port = sock.getsockname()[1]
         await web.SockSite(runner, sock, shutdown_timeout=1.0).start()
         self._runner = runner
-        self._reconcile_tcp()
-        if self._tcp:
-            self._reconciler = asyncio.create_task(self._reconcile_loop())
+        self._start_reconciler()
         log.info("demo fleet of %d servers on %s", len(self.specs), self.base_url)
-
-    async def stop(self) -> None:
-        """Stop serving (hanging requests are released first)."""
-        self._closing.set()
-        if self._reconciler is not None:
-            self._reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reconciler
-            self._reconciler = None
-        for endpoint in self._tcp.values():
-            endpoint.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> DemoFleet:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- what it serves ------------------------------------------------------------------------------
     @property
@@ -376,14 +405,6 @@ class DemoFleet:
                 endpoint.open()
             elif not serving and endpoint.listening:
                 endpoint.close()
-
-    async def _reconcile_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._tcp_check_interval_s)
-            try:
-                self._reconcile_tcp()
-            except OSError:
-                log.exception("demo tcp server could not be reopened")
 
     # -- http ----------------------------------------------------------------------------------------
     async def _index(self, request: web.Request) -> web.Response:

@@ -22,7 +22,7 @@ from typing import Any, cast
 from aiohttp import web
 
 from fleetcore.clock import Clock, SystemClock
-from fleetwatch.demo_fleet import _reset, _TcpEndpoint
+from fleetwatch.demo_fleet import LoopbackFleet, _reset, _TcpEndpoint
 from fleetwatch.simfleet.inventory import Endpoints
 from fleetwatch.simfleet.layout import SimFleetError
 from fleetwatch.simfleet.scenario import Mode, Scenario
@@ -34,7 +34,7 @@ TIMEOUT_S = 5.0
 _JSON = "application/json"
 
 
-class SimFleet:
+class SimFleet(LoopbackFleet):
     """Serves a simulated fleet on `host` until `stop()`."""
 
     def __init__(
@@ -63,12 +63,8 @@ class SimFleet:
         self.requests = 0
         """Http requests answered (any outcome)."""
         self._clock = clock or SystemClock()
-        self._tcp_check_interval_s = tcp_check_interval_s
-        self._t0: datetime | None = None
-        self._runner: web.ServerRunner | None = None
+        super().__init__(tcp_check_interval_s)
         self._tcp: dict[int, _TcpEndpoint] = {}
-        self._closing = asyncio.Event()
-        self._reconciler: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -89,9 +85,7 @@ class SimFleet:
         except BaseException:
             await self.stop()
             raise
-        self._reconcile_tcp()
-        if self._tcp:
-            self._reconciler = asyncio.create_task(self._reconcile_loop())
+        self._start_reconciler()
         log.info("simulated fleet of %d servers on %s", self.layout.servers, ", ".join(self.http_urls))
 
     def _open_tcp_pool(self) -> None:
@@ -103,27 +97,6 @@ class SimFleet:
             endpoint.open()
             self.tcp_port = endpoint.port
             self._tcp[i] = endpoint
-
-    async def stop(self) -> None:
-        """Stop serving (hanging requests are released first)."""
-        self._closing.set()
-        if self._reconciler is not None:
-            self._reconciler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reconciler
-            self._reconciler = None
-        for endpoint in self._tcp.values():
-            endpoint.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> SimFleet:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
 
     # -- what it serves ------------------------------------------------------------------------------
     @property
@@ -183,11 +156,6 @@ class SimFleet:
                     log.warning("simulated tcp server %d could not listen again: %s", i, exc)
             elif not serving and endpoint.listening:
                 endpoint.close()
-
-    async def _reconcile_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._tcp_check_interval_s)
-            self._reconcile_tcp()
 
     # -- http ----------------------------------------------------------------------------------------
     def _index(self, request: web.BaseRequest) -> int | None:
