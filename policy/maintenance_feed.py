@@ -2,7 +2,8 @@
 
 Used by the stream worker (the detector passes failures inside a window as planned) and the sink (rows
 marked planned). Every such process reads the whole (single-partition, compacted) topic without a consumer
-group, in a background thread, and asks `planned(result)` for each probe result it judges or stores. It
+group, in a background thread, and asks `planned(server_id, customer_id, started_at)` for each probe result
+it judges or stores (plain values: the sink asks for rows it decodes without building a ProbeResult). It
 waits for the topic to be read to its end before it consumes results, so a restart marks what the first
 pass marked. A window published less than a poll (~0.2 s) before a result is stored may miss that result;
 windows are declared ahead of their start, so this matters only for a window added while it already runs.
@@ -17,12 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 from fleetcore.compacted import CompactedFollower
 from policy.maintenance import MaintenanceBook
 from schemas.maintenance import MaintenanceWindow
-from schemas.probes import ProbeResult
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +61,18 @@ class MaintenanceFeed:
         """Stop following."""
         self.follower.stop()
 
-    def planned(self, result: ProbeResult) -> str | None:
-        """The id of the window covering the result's server at its start, or None."""
-        return planned_by(self.book, self.follower.lock, result)
+    def planned(self, server_id: str, customer_id: str, started_at: datetime) -> str | None:
+        """The id of the window covering a probe of `server_id` (of `customer_id`) started at
+        `started_at`, or None."""
+        return planned_by(self.book, self.follower.lock, server_id, customer_id, started_at)
 
 
-def planned_by(book: MaintenanceBook, lock: Any, result: ProbeResult) -> str | None:
-    """The id of the window of `book` covering the result's server at its start, or None."""
+def planned_by(
+    book: MaintenanceBook, lock: Any, server_id: str, customer_id: str, started_at: datetime
+) -> str | None:
+    """The id of the window of `book` covering a probe of `server_id` started at `started_at`, or None."""
     if not len(book):  # no windows at all: skip the lock (the common case)
         return None
     with lock:
-        window = book.covering(result.server_id, result.customer_id, result.started_at)
+        window = book.covering(server_id, customer_id, started_at)
     return None if window is None else window.window_id

@@ -20,13 +20,14 @@ from fleetcore.clock import to_epoch_ms
 from schemas.cases import CaseEvent
 from schemas.deadletter import DeadLetter
 from schemas.envelope import DecodedBatch, item_payload, validation_reason
-from schemas.fastdecode import Result, decode_probe_items, probe_result
+from schemas.fastdecode import Result, decode_probe_items
 from schemas.probes import ProbeResult
 
 Row = tuple[Any, ...]
 
-PlannedLookup = Callable[[ProbeResult], str | None]
-"""The id of the maintenance window covering a result's server at its start, or None (not planned)."""
+PlannedLookup = Callable[[str, str, datetime], str | None]
+"""planned(server_id, customer_id, started_at): the id of the maintenance window covering the server at the
+probe's start, or None (not planned). Plain values: the fast path asks without building a ProbeResult."""
 CaseCheck = Callable[[CaseEvent, int], EventVerdict]
 """The verdict on a case event read from a partition (`casefile.audit.event_verdict` with the keys and the
 case's partition)."""
@@ -224,14 +225,14 @@ def decode_probe_message(
                 else _unstorable(r.latency_ms, started, h.connections if h else None, h.users if h else None)
             )
             if why is None:
-                window = planned(probe_result(r, started)) if planned is not None else None
+                window = planned(r.server_id, r.customer_id, started) if planned is not None else None
                 rows.append(_struct_row(r, started, topic, partition, offset, item, window))
                 continue
         else:
             assert isinstance(r, ProbeResult)
             why = unstorable_probe(r)
             if why is None:
-                window = planned(r) if planned is not None else None
+                window = planned(r.server_id, r.customer_id, r.started_at) if planned is not None else None
                 rows.append(probe_row(r, topic, partition, offset, item, window))
                 continue
         if data is None:
@@ -263,7 +264,11 @@ def _decode_with(
             item += 1
         why = unstorable_probe(result)
         if why is None:
-            window = planned(result) if planned is not None else None
+            window = (
+                planned(result.server_id, result.customer_id, result.started_at)
+                if planned is not None
+                else None
+            )
             out.rows.append(probe_row(result, topic, partition, offset, item, window))
         else:
             out.rejected.append(Rejected(item, f"cannot store ProbeResult: {why}", item_payload(raw, item)))

@@ -64,7 +64,9 @@ def install_detector(stream: StreamApp) -> None:
     detector = Detector(settings.failure_threshold, settings.redundancy_aware)
     # the worker replaces "planned" with its followed feed's lookup; tests fill this book
     stream.extras.update(maintenance=book, detector=detector)
-    stream.extras["planned"] = lambda result: planned_by(book, contextlib.nullcontext(), result)
+    stream.extras["planned"] = lambda server_id, customer_id, started_at: planned_by(
+        book, contextlib.nullcontext(), server_id, customer_id, started_at
+    )
 
     ok_results, failed_results = RESULTS.labels("ok"), RESULTS.labels("failed")
     within_s = settings.stream_batch_within_ms / 1000
@@ -99,7 +101,10 @@ def install_detector(stream: StreamApp) -> None:
                 partition = event.message.partition
                 for result in decoded.results:
                     failed += not result.ok
-                    planned = not result.ok and planned_of(result) is not None
+                    planned = (
+                        not result.ok
+                        and planned_of(result.server_id, result.customer_id, result.started_at) is not None
+                    )
                     PLANNED.inc(planned)
                     updates, commands = detector.observe(get, result, now, planned)
                     for server_id, streak in updates.items():

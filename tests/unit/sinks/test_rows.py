@@ -261,12 +261,17 @@ def test_a_seq_beyond_the_column_is_rejected_not_inserted() -> None:
 def test_planned_lookup_marks_rows_with_their_window() -> None:
     results = [result(0), result(1, server_id="srv-b", probe_id="srv-b@1")]
 
-    def planned(r: ProbeResult) -> str | None:
-        return "mw-1" if r.server_id == "srv-a" else None
+    asked: list[tuple[str, str, datetime]] = []
+
+    def planned(server_id: str, customer_id: str, started_at: datetime) -> str | None:
+        asked.append((server_id, customer_id, started_at))
+        return "mw-1" if server_id == "srv-a" else None
 
     decoded = decode_probe_message(batch_bytes(results), "t", 0, 10, planned)
     window = PROBE_COLUMNS.index("maintenance_id")
     assert [row[window] for row in decoded.rows] == ["mw-1", None]
+    # the lookup gets plain values (the fast path builds no ProbeResult for it)
+    assert asked == [(r.server_id, r.customer_id, r.started_at) for r in results]
     assert [row[window] for row in decode_probe_message(batch_bytes(results), "t", 0, 10).rows] == [
         None,
         None,

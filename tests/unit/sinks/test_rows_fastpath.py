@@ -4,16 +4,16 @@ contract's own decoder gives, on the fixtures and the 10,000-envelope fuzz corpu
 from __future__ import annotations
 
 import random
+from datetime import datetime
 
 from schemas.envelope import decode_probe_batch
-from schemas.probes import ProbeResult
 from sinks.rows import decode_probe_message
 from tests.unit.schemas.test_fastdecode import _envelope, _fixtures
 
 
 def assert_same_rows(raw: bytes | None, planned: bool = False) -> None:
-    def lookup(result: ProbeResult) -> str | None:
-        return f"mw-{result.server_id}" if result.ok else None
+    def lookup(server_id: str, customer_id: str, started_at: datetime) -> str | None:
+        return f"mw-{server_id}-{customer_id}" if started_at.microsecond % 2 == 0 else None
 
     window = lookup if planned else None
     fast = decode_probe_message(raw, "t", 3, 17, window)
