@@ -60,6 +60,7 @@ def send_command(
         producer = KafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
+            enable_idempotence=True,
             client_id="fleetwatch-case-cli",
             bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
         )

@@ -123,6 +123,7 @@ def publish(bootstrap: str, topic: str, key: str, value: bytes | None, *, timeou
             bootstrap_servers=bootstrap,
             client_id="fleetwatch-compacted-writer",
             acks="all",
+            enable_idempotence=True,
             max_block_ms=int(timeout_s * 1000),
         )
         producer.send(topic, key=key.encode(), value=value).get(timeout=timeout_s)

@@ -91,7 +91,10 @@ class Portal:
             await asyncio.to_thread(ensure_topics, settings.kafka_bootstrap, self.topics)
         self.readmodel.start()
         producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", client_id="fleetwatch-portal"
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            client_id="fleetwatch-portal",
         )
         try:
             await producer.start()

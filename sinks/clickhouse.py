@@ -250,6 +250,7 @@ class ClickHouseSink:
                 bootstrap_servers=self.settings.kafka_bootstrap,
                 client_id=f"{self.settings.topic_prefix}sink-dlq",
                 acks="all",
+                enable_idempotence=True,
                 linger_ms=20,
             )
             self._consumer = KafkaConsumer(
