@@ -8,6 +8,7 @@ Every setting has a default and an env name: ``FLEETWATCH_<FIELD>`` (upper case)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,18 @@ class Settings(BaseSettings):
     )
     create_topics: bool = Field(
         default=True, description="Create missing topics at start-up with the admin client."
+    )
+    topic_partitions: dict[str, int] = Field(
+        default_factory=dict,
+        description="Partition counts by unprefixed topic name, over the registry's (JSON, e.g. "
+        '`{"fleet-inventory": 48}`); applies when a topic is created. Only topics without keyed state '
+        "(fleet-inventory, maintenance, portal-audit, dead-letter) can be overridden.",
+    )
+    topic_replication_factor: int = Field(
+        default=0,
+        ge=0,
+        description="Replication factor of created topics (0: 3 when the cluster has 3 or more brokers, "
+        "else 1); min.insync.replicas follows: 2 for 3 replicas, else 1.",
     )
 
     # -- local state ---------------------------------------------------------------------------------
@@ -276,6 +289,19 @@ class Settings(BaseSettings):
     local_kafka_heap: str = Field(
         default="512m", description="Heap (-Xmx) of the broker `up` and `kafka` start."
     )
+    local_kafka_brokers: Literal[1, 3] = Field(
+        default=1,
+        description="Nodes of the local Kafka `up` and `kafka` start: 1, or 3 (a KRaft cluster, heap 256m "
+        "each, topics replicated 3 times with min.insync.replicas 2).",
+    )
+
+    @field_validator("topic_partitions")
+    @classmethod
+    def _partitions_resizable(cls, value: dict[str, int]) -> dict[str, int]:
+        from schemas.topics import check_partition_overrides
+
+        check_partition_overrides(value)
+        return value
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -108,6 +108,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from fleetwatch.stack import run_up
 
     settings = _settings(args)
+    if args.brokers is not None:
+        settings = settings.model_copy(update={"local_kafka_brokers": args.brokers})
     if args.clock_scale is not None:
         settings = settings.model_copy(update={"clock_scale": args.clock_scale})
     elif up_fleet(args)[0] and "FLEETWATCH_CLOCK_SCALE" not in os.environ:
@@ -156,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
         "sim:1m) in its own process, at the normal probe cadence",
     )
     up.add_argument("--run-for", type=float, default=None, help="stop by itself after this many seconds")
+    up.add_argument(
+        "--brokers",
+        type=int,
+        choices=(1, 3),
+        default=None,
+        help="local Kafka nodes: 1, or 3 (a KRaft cluster; topics with 3 replicas, min.insync.replicas 2; "
+        "env FLEETWATCH_LOCAL_KAFKA_BROKERS)",
+    )
     up.add_argument(
         "--clock-scale",
         type=float,

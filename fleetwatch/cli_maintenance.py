@@ -101,9 +101,9 @@ def publish_window(settings: Settings, window: MaintenanceWindow) -> None:
 
     topics = Topics(settings.topic_prefix)
     if settings.create_topics:
-        from fleetcore.kafka_admin import ensure_topics
+        from fleetcore.kafka_admin import ensure_topics_of
 
-        ensure_topics(settings.kafka_bootstrap, topics, specs=[MAINTENANCE])
+        ensure_topics_of(settings, topics, specs=[MAINTENANCE])
     publish(settings.kafka_bootstrap, topics.maintenance, window.window_id, window.model_dump_json().encode())
 
 

@@ -36,9 +36,9 @@ from pydantic import SecretStr
 
 from fleetcore.clock import SystemClock, to_epoch_ms
 from fleetcore.errors import FleetwatchError
-from fleetcore.kafka_admin import ensure_topics
+from fleetcore.kafka_admin import ensure_topics_of
 from fleetcore.settings import Settings
-from fleetwatch.kafka_local import LocalKafka, free_port
+from fleetwatch.kafka_local import LocalKafka, LocalKafkaCluster, free_port, local_broker
 from fleetwatch.ports import env_name, explicit_settings, plan_ports, port_taken, taken_ports
 from schemas.cases import CaseEvent
 from schemas.topics import Topics
@@ -221,7 +221,7 @@ class Stack:
     """Everything `up` started, so it can stop it in reverse order."""
 
     settings: Settings
-    broker: LocalKafka | None = None
+    broker: LocalKafka | LocalKafkaCluster | None = None
     children: list[Child] = field(default_factory=list)
     watcher: CaseWatcher | None = None
     demo: Any = None
@@ -239,7 +239,7 @@ class Stack:
             self.demo.stop()
         policy_clock_file(self.settings).unlink(missing_ok=True)
         if self.broker is not None:
-            _say(f"stopping Kafka (pid {self.broker.pid})")
+            _say(f"stopping Kafka (pid {', '.join(map(str, self.broker.pids))})")
             self.broker.stop()
 
 
@@ -424,19 +424,21 @@ def _up(
 
         _say("Kafka 4.4 jars: checking the cache (first run fetches them from Maven Central)")
         ensure_jars()
-        broker = LocalKafka(
-            settings.data_dir / "kafka",
-            port=settings.local_kafka_port,
-            controller_port=settings.local_kafka_controller_port,
-            heap=settings.local_kafka_heap,
+        broker = local_broker(
+            settings.data_dir,
+            settings.local_kafka_brokers,
+            settings.local_kafka_port,
+            settings.local_kafka_controller_port,
+            settings.local_kafka_heap,
         )
-        _say(f"starting Kafka on {broker.bootstrap} (heap {settings.local_kafka_heap})")
+        _say(f"starting Kafka ({settings.local_kafka_brokers} node(s)) on {broker.bootstrap}")
         broker.start()
         stack.broker = broker
         settings = settings.model_copy(update={"kafka_bootstrap": broker.bootstrap})
-        _say(f"Kafka ready (pid {broker.pid}, {time.monotonic() - started:.1f} s)")
+        pids = ", ".join(map(str, broker.pids))
+        _say(f"Kafka ready (pid {pids}, {time.monotonic() - started:.1f} s)")
     topics = Topics(settings.topic_prefix)
-    created = ensure_topics(settings.kafka_bootstrap, topics)
+    created = ensure_topics_of(settings, topics)
     _say(f"topics ready ({len(created)} created)")
     from casefile.signing import load_signer
 

@@ -143,6 +143,7 @@ def publish_inventory(bootstrap: str, topics: Topics, servers: Sequence[Server],
             bootstrap_servers=bootstrap,
             client_id="fleetwatch-inventory",
             acks="all",
+            enable_idempotence=True,
             max_block_ms=10_000,
         )
         try:
@@ -169,7 +170,7 @@ def load_command(settings: Settings, path: Path, prune: bool) -> int:
     servers = load_inventory_file(path)
     topics = Topics(settings.topic_prefix)
     if settings.create_topics:
-        from fleetcore.kafka_admin import ensure_topics
+        from fleetcore.kafka_admin import ensure_topics_of
 
-        ensure_topics(settings.kafka_bootstrap, topics)
+        ensure_topics_of(settings, topics)
     return publish_inventory(settings.kafka_bootstrap, topics, servers, prune)

@@ -42,6 +42,10 @@ class TopicSpec:
     """Retention for `delete` topics (None: broker default)."""
     extra_config: dict[str, str] = field(default_factory=dict)
     """Further topic configs."""
+    keyed_state: bool = False
+    """Whether state or placement depends on the partition count (Faust tables, case tickets, the
+    notifier's ledger partition p beside notifications partition p, murmur2 server placement): such a
+    topic keeps its registry count; the `topic_partitions` setting may not override it."""
 
     def config(self) -> dict[str, str]:
         """Topic configs to create the topic with."""
@@ -71,6 +75,7 @@ PROBE_RESULTS = TopicSpec(
     "detector (stream) and the ClickHouse sink.",
     retention_ms=7 * DAY_MS,
     extra_config={"message.timestamp.type": "LogAppendTime"},
+    keyed_state=True,
 )
 CASES = TopicSpec(
     name="cases",
@@ -83,6 +88,7 @@ CASES = TopicSpec(
     "JSON Schema in docs/schemas/).",
     retention_ms=-1,
     extra_config={"message.timestamp.type": "LogAppendTime"},
+    keyed_state=True,
 )
 CASE_COMMANDS = TopicSpec(
     name="case-commands",
@@ -95,6 +101,7 @@ CASE_COMMANDS = TopicSpec(
     "portal and intake); read by the case engine. Same partition count as `cases`: one case, one partition.",
     retention_ms=14 * DAY_MS,
     extra_config={"message.timestamp.type": "LogAppendTime"},
+    keyed_state=True,
 )
 NOTIFICATIONS = TopicSpec(
     name="notifications",
@@ -105,6 +112,7 @@ NOTIFICATIONS = TopicSpec(
     description="Page, email and call requests addressed to roles. Written by the case engine; read by the "
     "notifier, which delivers each (key, contact) at most once.",
     retention_ms=14 * DAY_MS,
+    keyed_state=True,
 )
 NOTIFY_LEDGER = TopicSpec(
     name="notify-ledger",
@@ -118,6 +126,7 @@ NOTIFY_LEDGER = TopicSpec(
     "notifier's memory of it) stays bounded.",
     retention_ms=15 * DAY_MS,
     extra_config={"min.cleanable.dirty.ratio": "0.1", "segment.ms": str(DAY_MS)},
+    keyed_state=True,
 )
 MAINTENANCE = TopicSpec(
     name="maintenance",
@@ -167,6 +176,26 @@ TOPICS: dict[str, TopicSpec] = {
     )
 }
 """Every topic, by unprefixed name."""
+
+
+def check_partition_overrides(overrides: dict[str, int]) -> None:
+    """Refuse partition overrides of unknown topics, of keyed-state topics, and counts below 1."""
+    for name, count in overrides.items():
+        spec = TOPICS.get(name)
+        if spec is None:
+            raise ValueError(f"topic_partitions: no registry topic {name!r} (known: {', '.join(TOPICS)})")
+        if spec.keyed_state and count != spec.partitions:
+            raise ValueError(
+                f"topic_partitions: {name!r} keeps {spec.partitions} partitions: its keyed state (tables, "
+                "ticket numbers, server placement) depends on the count"
+            )
+        if count < 1:
+            raise ValueError(f"topic_partitions: {name!r} needs at least 1 partition, not {count}")
+
+
+def partitions_of(spec: TopicSpec, overrides: dict[str, int] | None = None) -> int:
+    """The partition count a topic is created with: the override for its name, else the registry's."""
+    return (overrides or {}).get(spec.name, spec.partitions)
 
 
 @dataclass(frozen=True)

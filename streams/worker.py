@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fleetcore.kafka_admin import ensure_topics
+from fleetcore.kafka_admin import cluster_replication, ensure_topics_of
 from fleetcore.logs import setup_logging
 from fleetcore.settings import Settings
 from policy.maintenance_feed import MaintenanceFeed
@@ -24,7 +24,10 @@ def run(settings: Settings) -> None:
 
     setup_logging(settings.log_level)
     if settings.create_topics:
-        ensure_topics(settings.kafka_bootstrap, Topics(settings.topic_prefix))
+        ensure_topics_of(settings, Topics(settings.topic_prefix))
+    # Faust declares its changelog and repartition topics itself: with the cluster's replication factor
+    factor, _ = cluster_replication(settings.kafka_bootstrap, settings.topic_replication_factor)
+    settings = settings.model_copy(update={"topic_replication_factor": factor})
     if settings.stream_metrics_port:
         start_http_server(settings.stream_metrics_port, addr=settings.metrics_host)
     stream = create_app(settings)

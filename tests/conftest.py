@@ -9,11 +9,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from fleetcore.kafka_admin import ensure_topics
 from schemas.topics import Topics
+
+if TYPE_CHECKING:
+    from fleetwatch.kafka_local import LocalKafkaCluster
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +35,20 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield broker.bootstrap
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaCluster]:
+    """A real three-node local Kafka cluster (KRaft), started on first use and stopped by its PIDs. Opt-in:
+    only the cluster tests ask for it (about 7 s and 3 x 256 MB); the rest keep the single broker."""
+    from fleetwatch.kafka_local import LocalKafkaCluster
+
+    cluster = LocalKafkaCluster(Path(tmp_path_factory.mktemp("kafka-cluster")), size=3)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
