@@ -254,8 +254,19 @@ SETTINGS non_replicated_deduplication_window = 10000
 """
 
 
-def _rollup_select(name: str) -> str:
+_MS_OF_DAY = "toUInt32(toUnixTimestamp64Milli(started_at) % 86400000)"
+"""A probe's start as milliseconds of its UTC day: distinct per distinct start inside any rollup bucket."""
+
+
+def _rollup_select(name: str, edges: bool = False) -> str:
+    """The view's SELECT; `edges` (v5): with the bucket's first and last probe times."""
     bucket = _ROLLUP_BUCKETS[name][0]
+    extra = (
+        ",\n    min(started_at) AS first_at,\n    max(started_at) AS last_at,\n"
+        f"    groupBitmapState({_MS_OF_DAY}) AS distinct_at"
+        if edges
+        else ""
+    )
     return f"""
 SELECT
     customer_id,
@@ -267,7 +278,7 @@ SELECT
     countIf(NOT ok AND maintenance_id IS NOT NULL) AS planned_failures,
     quantilesTDigestState(0.5, 0.95, 0.99)(latency_ms) AS latency,
     avgState(health_load1) AS load1,
-    avgState(health_connections) AS connections
+    avgState(health_connections) AS connections{extra}
 FROM {PROBE_RESULTS}
 GROUP BY customer_id, server_id, bucket
 """  # noqa: S608 (constant fragments)
@@ -407,6 +418,40 @@ _V4_STEPS: tuple[Step, ...] = (
     _CASE_CHAIN_FAULTS_V4,
 )
 
+# v5 (issue 12): the uptime report reads the rollups. Between two consecutive probes of a server the time is
+# up, down, unknown or planned by the two probes' classes (ok, failed, planned); inside a bucket whose probes
+# all share one class every such interval is of that class, so the bucket's first and last probe times
+# (min/max: mergeable, unchanged by a late row arriving in another insert) give its inner time and, with
+# the neighbouring buckets' edges, the intervals crossing a bucket edge. Buckets of mixed classes are rare
+# (an outage or window starting or ending) and the report reads their raw probes
+# (history.reports.uptime); so does a bucket holding a row stored twice (the sink's at-least-once: a chunk
+# redelivered under another dedup token), found by `distinct_at` (distinct probe starts) < probes. The
+# views are recreated with the new columns and the rollups backfilled (as in v4: drop the view, Backfill).
+
+
+def _edges_v5(name: str) -> str:
+    return f"""
+ALTER TABLE {name}
+    ADD COLUMN IF NOT EXISTS first_at SimpleAggregateFunction(min, DateTime64(3, 'UTC'))
+        COMMENT 'first probe start in the bucket',
+    ADD COLUMN IF NOT EXISTS last_at SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
+        COMMENT 'last probe start in the bucket',
+    ADD COLUMN IF NOT EXISTS distinct_at AggregateFunction(groupBitmap, UInt32)
+        COMMENT 'distinct probe starts (ms of the day): groupBitmapMerge(distinct_at) < sum(probes) when a
+row was stored twice'
+"""
+
+
+_V5_STEPS: tuple[Step, ...] = tuple(
+    step
+    for name in ROLLUPS
+    for step in (
+        _edges_v5(name),
+        f"DROP VIEW IF EXISTS {name}_mv",
+        Backfill(f"{name}_mv", name, _rollup_select(name, edges=True)),
+    )
+)
+
 _MIGRATIONS_TABLE_DDL = f"""
 CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
     version UInt32,
@@ -436,6 +481,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(3, "probe rollups, case_state, maintenance_windows", _V3_STEPS),
     Migration(4, "case events' chain verdict kept apart from forged copies; case_chain_faults", _V4_STEPS),
+    Migration(5, "first and last probe time per rollup bucket (uptime from the rollups)", _V5_STEPS),
 )
 """Every migration, oldest first; versions strictly increasing."""
 

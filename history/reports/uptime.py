@@ -16,6 +16,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from history.ddl import PROBE_HOUR
 from history.reports.common import FILTERS, PERIOD, ReportQuery, iso, percent, run
 from policy.sla import PolicyBook
 
@@ -48,6 +49,61 @@ FROM pairs
 GROUP BY customer_id, server_id
 ORDER BY customer_id, server_id
 """  # noqa: S608 (constant fragments; values are bound)
+
+BUCKET_PERIOD = """bucket >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
+    AND bucket < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')"""
+
+ROLLUP_UPTIME_SQL = f"""
+WITH buckets AS (
+    SELECT customer_id, server_id, bucket, sum(probes) AS n, sum(failures) AS f, sum(planned) AS p,
+        sum(planned_failures) AS pf, min(first_at) AS a, max(last_at) AS b,
+        multiIf(groupBitmapMerge(distinct_at) != n, -1, p = n, 2, p = 0 AND f = 0, 1, p = 0 AND f = n, 0, -1)
+            AS cls
+    FROM {PROBE_HOUR}
+    WHERE {BUCKET_PERIOD} AND {FILTERS}
+    GROUP BY customer_id, server_id, bucket
+),
+mixed AS (
+    SELECT customer_id, server_id, probe_id, any(started_at) AS t, any(ok) AS ok,
+        any(maintenance_id) IS NOT NULL AS planned, if(planned, 2, if(ok, 1, 0)) AS cls
+    FROM probe_results
+    WHERE {PERIOD.format(column="started_at")} AND {FILTERS}
+        AND (customer_id, server_id, toStartOfHour(started_at))
+            IN (SELECT customer_id, server_id, bucket FROM buckets WHERE cls = -1)
+    GROUP BY customer_id, server_id, probe_id
+),
+segments AS (
+    SELECT customer_id, server_id, a, b, cls, n, f, p, pf FROM buckets WHERE cls >= 0
+    UNION ALL
+    SELECT customer_id, server_id, t AS a, t AS b, cls, toUInt64(1) AS n, toUInt64(NOT ok) AS f,
+        toUInt64(planned) AS p, toUInt64(NOT ok AND planned) AS pf
+    FROM mixed
+),
+pairs AS (
+    SELECT customer_id, server_id, cls, n, f, p, pf, a, b,
+        toUnixTimestamp64Milli(b) - toUnixTimestamp64Milli(a) AS span_ms,
+        row_number() OVER w AS rn, lagInFrame(cls) OVER w AS prev,
+        toUnixTimestamp64Milli(a) - toUnixTimestamp64Milli(lagInFrame(b) OVER w) AS gap
+    FROM segments
+    WINDOW w AS (PARTITION BY customer_id, server_id ORDER BY a ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)
+)
+SELECT customer_id, server_id, sum(n) AS probes, sum(f) AS failures, sum(p) AS planned_probes,
+        sum(f) - sum(pf) AS unplanned_failures, sum(pf) AS planned_failures,
+        sumIf(span_ms, cls = 1) + sumIf(gap, rn > 1 AND cls = 1 AND prev = 1) AS up_ms,
+        sumIf(span_ms, cls = 0) + sumIf(gap, rn > 1 AND cls = 0 AND prev = 0) AS down_ms,
+        sumIf(gap, rn > 1 AND cls + prev = 1) AS unknown_ms,
+        sumIf(span_ms, cls = 2) + sumIf(gap, rn > 1 AND (cls = 2 OR prev = 2)) AS planned_ms,
+        toUnixTimestamp64Milli(min(a)) AS first_ms, toUnixTimestamp64Milli(max(b)) AS last_ms
+    FROM pairs
+    GROUP BY customer_id, server_id
+    ORDER BY customer_id, server_id
+"""  # noqa: S608 (constant fragments; values are bound)
+"""The same figures from probe_hour: a bucket whose probes share one class (ok, failed, planned; see
+history.ddl v5) is one segment from its first to its last probe; a bucket of mixed classes (or holding a
+row stored twice) is read from its raw probes, one segment per probe. Consecutive segments of a server are
+stitched as consecutive probes are in UPTIME_SQL, so every number equals the raw path's."""
+
+SOURCES = {"rollup": ROLLUP_UPTIME_SQL, "raw": UPTIME_SQL}
 
 _SUMS = (
     "probes",
@@ -84,9 +140,12 @@ def figures(up_ms: int, down_ms: int, unknown_ms: int, target: float | None) -> 
     }
 
 
-def uptime_report(client: Client, query: ReportQuery, policies: PolicyBook) -> dict[str, Any]:
-    """Servers and customers of the month: probe counts, up/down/unknown/planned time, uptime bounds."""
-    rows = run(client, UPTIME_SQL, query.params(), "uptime")
+def uptime_report(
+    client: Client, query: ReportQuery, policies: PolicyBook, source: str = "rollup"
+) -> dict[str, Any]:
+    """Servers and customers of the month: probe counts, up/down/unknown/planned time, uptime bounds.
+    `source`: "rollup" (probe_hour, the default) or "raw" (probe_results: the reference)."""
+    rows = run(client, SOURCES[source], query.params(), "uptime")
     servers: list[dict[str, Any]] = []
     totals: dict[str, dict[str, int]] = {}
     for customer, server, *sums, first_ms, last_ms in rows:
