@@ -31,7 +31,7 @@ from schemas.deadletter import DeadLetter
 from schemas.envelope import item_payload
 from schemas.notifications import Notification
 from schemas.topics import CASE_COMMANDS, PROBE_RESULTS, Topics
-from streams import codec
+from streams import codec, idempotent
 from streams.cases import Case
 from streams.detector import ServerStreak
 from streams.tables import TableStore, new_table
@@ -102,9 +102,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> StreamApp:
     names = Topics(settings.topic_prefix)
     data_dir = settings.data_dir / "stream" / f"{settings.topic_prefix}{settings.stream_app_id}"
     data_dir.mkdir(parents=True, exist_ok=True)
+    idempotent.register()
     app = faust.App(
         f"{settings.topic_prefix}{settings.stream_app_id}",
-        broker=[f"kafka://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],
+        # fwkafka: Faust's aiokafka transport with an idempotent producer (streams/idempotent.py)
+        broker=[f"{idempotent.SCHEME}://{h.strip()}" for h in settings.kafka_bootstrap.split(",")],
         store="memory://",
         datadir=str(data_dir),
         topic_partitions=PROBE_RESULTS.partitions,
