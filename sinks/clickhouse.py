@@ -9,6 +9,15 @@ Exactly once in ClickHouse, at least once in Kafka terms:
 3. offset ``last + 1`` is committed only after the insert succeeded. A failed insert is retried with backoff,
    never committed past; a stop abandons the chunk uncommitted (it is replayed on restart).
 
+Inserts overlap decoding (``overlap=True``, the default): one insert thread stores a closed chunk (dead
+letters, insert, retries) while the consumer thread goes on polling and decoding the next one. At most one
+chunk is in flight; the next closed chunk waits for it. The consumer thread alone touches the Kafka consumer:
+it commits a chunk, strictly in order, only once the chunk's insert returned, and counts it in `stats` only
+then, so ``run(until=...)`` still means stored and committed. On a rebalance touching the in-flight chunk's
+partition, on rewind() and on close() the in-flight insert is awaited and NOT committed: the partition's
+owner replays it, rebuilds the same chunk and token, and ClickHouse drops the repeat. chdb (like the
+ClickHouse client's socket reads) releases the GIL for much of an insert, so decoding runs meanwhile.
+
 Messages that cannot be stored (bad envelope, invalid result, unreadable case event) go to the dead-letter
 topic with the reason before their chunk is committed. Nothing raised by one chunk stops the loop.
 
@@ -22,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -78,8 +88,9 @@ class SinkStats:
 
     messages: int = 0
     rows: dict[str, int] = field(default_factory=dict)
-    """Rows inserted per table (a replayed chunk ClickHouse dropped counts too)."""
+    """Rows inserted and committed per table (a replayed chunk ClickHouse dropped counts too)."""
     chunks: int = 0
+    """Chunks stored and committed (or whose commit failed after the store: see commit_failures)."""
     dead_letters: int = 0
     insert_failures: int = 0
     commit_failures: int = 0
@@ -129,7 +140,7 @@ class SinkMetrics:
 
 
 class ClickHouseWriter:
-    """Inserts one chunk's rows with its dedup token. Thread-confined: one writer per ingest thread."""
+    """Inserts one chunk's rows with its dedup token. Thread-confined: the sink's insert thread uses it."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -153,12 +164,15 @@ class ClickHouseWriter:
 class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
     """Collects assignment changes for the ingest thread (listeners run on Kafka's IO loop, not ours)."""
 
-    def __init__(self) -> None:
+    def __init__(self, before_revoke: Callable[[set[TopicPartition]], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._changed: list[TopicPartition] = []
         self.assigned: set[TopicPartition] = set()
+        self._before_revoke = before_revoke
 
     def on_partitions_revoked(self, revoked: Any) -> None:
+        if self._before_revoke is not None:  # the in-flight insert ends before the partition moves on
+            self._before_revoke(set(revoked))
         with self._lock:
             self._changed.extend(revoked)
             self.assigned -= set(revoked)
@@ -197,8 +211,11 @@ class ClickHouseSink:
         session_timeout_ms: int = 10000,
         retry_base_s: float = 0.5,
         planned: PlannedLookup | None = None,
+        overlap: bool = True,
     ) -> None:
-        """`planned` marks probe rows with the maintenance window they ran in (None: never planned)."""
+        """`planned` marks probe rows with the maintenance window they ran in (None: never planned).
+        `overlap`: insert on the insert thread while the next chunk is decoded (False: insert and commit
+        within the poll that closed the chunk, one after the other)."""
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.writer = ClickHouseWriter(client)
@@ -225,7 +242,13 @@ class ClickHouseSink:
             self.topics.cases: Route(CASE_EVENTS, CASE_COLUMNS, decode_cases),
         }
         self._ready: list[Chunk[Item]] = []
-        self._rebalances = _Rebalances()
+        self._overlap = overlap
+        self._inserter: ThreadPoolExecutor | None = None
+        self._inflight: tuple[Chunk[Item], Future[bool]] | None = None
+        """The chunk the insert thread is storing (only the consumer thread sets or clears this)."""
+        self._closing = threading.Event()
+        """Set by close(): an insert retrying gives up (its chunk stays uncommitted)."""
+        self._rebalances = _Rebalances(self._settle_revoked)
         self._max_poll_records = max_poll_records
         self._session_timeout_ms = session_timeout_ms
         self._retry_base_s = retry_base_s
@@ -273,7 +296,12 @@ class ClickHouseSink:
 
     def close(self) -> None:
         """Abandon open chunks (uncommitted: replayed next time) and close the Kafka clients."""
-        dropped = self.chunker.reset_all() + self._ready
+        self._closing.set()
+        inflight = self._drop_inflight()
+        if self._inserter is not None:
+            self._inserter.shutdown(wait=True)
+            self._inserter = None
+        dropped = self.chunker.reset_all() + self._ready + ([inflight] if inflight else [])
         self._ready = []
         if dropped:
             log.info("sink: abandoned %d uncommitted chunk(s); they are replayed on restart", len(dropped))
@@ -309,15 +337,62 @@ class ClickHouseSink:
             self.chunker.add(topic, partition, offset, timestamp_ms, len(decoded.rows), Item(offset, decoded))
         )
 
-    def flush(self, stop: threading.Event) -> bool:
-        """Store and commit every closed chunk, in order; False if `stop` interrupted a retry."""
-        while self._ready:
-            chunk = self._ready[0]
-            if not self._store(chunk, stop):
-                return False
-            self._ready.pop(0)
-            self._commit(chunk)
-        return True
+    def flush(self, stop: threading.Event, wait: bool = False) -> bool:
+        """Store and commit closed chunks, in order; False if `stop` interrupted a retry.
+
+        With overlap, commit the in-flight chunk once its insert returned and hand the next closed chunk to
+        the insert thread; wait for the in-flight insert only while another closed chunk waits behind it
+        (so at most two chunks are buffered beyond the open ones) or if `wait`. Without overlap, store and
+        commit every closed chunk here."""
+        while True:
+            if self._inflight is not None:
+                chunk, future = self._inflight
+                if not future.done() and not (wait or self._ready or not self._overlap):
+                    return True
+                try:
+                    stored = future.result()
+                finally:
+                    self._inflight = None
+                if not stored:  # stop interrupted its retries: not committed, kept for idle()/close()
+                    self._ready.insert(0, chunk)
+                    return False
+                self._commit(chunk)
+                self._account(chunk)
+            if not self._ready or stop.is_set():
+                return not self._ready
+            chunk = self._ready.pop(0)
+            if self._inserter is None:
+                self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-insert")
+            self._inflight = (chunk, self._inserter.submit(self._store, chunk, stop))
+
+    def _account(self, chunk: Chunk[Item]) -> None:
+        """Count a stored and committed chunk (consumer thread)."""
+        route = self.routes[chunk.topic]
+        if chunk.rows:
+            self.stats.rows[route.table] = self.stats.rows.get(route.table, 0) + chunk.rows
+        self.stats.chunks += 1
+
+    def _drop_inflight(self) -> Chunk[Item] | None:
+        """Await the in-flight insert and forget it, uncommitted (its partition's owner replays it)."""
+        if self._inflight is None:
+            return None
+        chunk, future = self._inflight
+        self._inflight = None
+        try:
+            future.result()
+        except Exception:
+            log.exception("sink: the dropped in-flight insert of %s failed", chunk.token)
+        return chunk
+
+    def _settle_revoked(self, revoked: set[TopicPartition]) -> None:
+        """Before partitions are revoked: let an in-flight insert of one of them finish (not committed),
+        so the next owner's replay of the chunk starts after it (rebalance listener)."""
+        inflight = self._inflight
+        if inflight is not None and TopicPartition(inflight[0].topic, inflight[0].partition) in revoked:
+            try:
+                inflight[1].result()
+            except Exception:
+                log.exception("sink: the in-flight insert of %s failed", inflight[0].token)
 
     def _store(self, chunk: Chunk[Item], stop: threading.Event) -> bool:
         route = self.routes[chunk.topic]
@@ -334,9 +409,7 @@ class ClickHouseSink:
                     self.writer.insert(route.table, route.column_names, rows, chunk.token)
                     self.metrics.insert_seconds.labels(route.table).observe(time.perf_counter() - started)
                     self.metrics.rows.labels(route.table).inc(len(rows))
-                    self.stats.rows[route.table] = self.stats.rows.get(route.table, 0) + len(rows)
                 self.metrics.chunks.labels(route.table, str(chunk.cut)).inc()
-                self.stats.chunks += 1
                 return True
             except Exception as exc:
                 attempt += 1
@@ -350,8 +423,19 @@ class ClickHouseSink:
                     delay,
                     exc,
                 )
-                if stop.wait(delay):
+                if self._backoff(stop, delay):
                     return False
+
+    def _backoff(self, stop: threading.Event, delay: float) -> bool:
+        """Wait `delay` seconds; True (give up) as soon as `stop` is set or the sink is closing."""
+        deadline = time.monotonic() + delay
+        while not self._closing.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if stop.wait(min(left, 0.1)):
+                return True
+        return True
 
     def _send_dead_letters(self, chunk: Chunk[Item]) -> None:
         letters = [(item.offset, rejected) for item in chunk.items for rejected in item.decoded.rejected]
@@ -407,18 +491,26 @@ class ClickHouseSink:
         return highwater is not None and next_offset >= highwater
 
     def poll_once(self, stop: threading.Event, timeout_ms: int = 200) -> int:
-        """One poll: apply rebalances, add records, cut idle chunks, flush. Returns records consumed."""
+        """One poll: apply rebalances, add records (handing each closed chunk to the insert thread), cut
+        idle chunks, flush. Returns records consumed."""
         consumer = self._consumer
         if consumer is None:
             raise BrokerError("sink is not started")
-        try:
-            batches = consumer.poll(timeout_ms=timeout_ms)
+        try:  # an insert in flight: take what is fetched, to decode it meanwhile, but do not wait for more
+            batches = consumer.poll(timeout_ms=0 if self._inflight is not None else timeout_ms)
         except KafkaError as exc:
             log.warning("sink: poll failed: %s", exc)
             stop.wait(2 * self._retry_base_s)
             return 0
         for tp in self._rebalances.take():
             self.stats.last_message_at = time.monotonic()  # burst idleness counts from (re)assignment
+            inflight = self._inflight
+            if inflight is not None and (inflight[0].topic, inflight[0].partition) == (
+                tp.topic,
+                tp.partition,
+            ):
+                self._drop_inflight()
+                log.info("sink: %s reassigned; its in-flight chunk stays uncommitted (replayed)", tp)
             dropped = self.chunker.reset(tp.topic, tp.partition)
             self._ready = [c for c in self._ready if (c.topic, c.partition) != (tp.topic, tp.partition)]
             if dropped is not None:
@@ -428,8 +520,10 @@ class ClickHouseSink:
             for record in records:
                 self.add(tp.topic, tp.partition, record.offset, record.timestamp, record.value)
                 count += 1
+                if self._ready:  # a chunk closed: to the insert thread, while the next one is decoded
+                    self.flush(stop)
         self._ready.extend(self.chunker.due(to_epoch_ms(self.clock.now()), self._caught_up))
-        self.flush(stop)
+        self.flush(stop, wait=count == 0)  # nothing new to decode: let the in-flight insert finish
         self._update_lag()
         return count
 
@@ -450,7 +544,8 @@ class ClickHouseSink:
         After an unexpected error part of a poll may be unprocessed; re-reading from the last commit
         rebuilds the same chunks, so nothing is lost and nothing is stored twice.
         """
-        dropped = self.chunker.reset_all()
+        inflight = self._drop_inflight()
+        dropped = self.chunker.reset_all() + self._ready + ([inflight] if inflight else [])
         self._ready = []
         consumer = self._consumer
         if consumer is None:
@@ -473,7 +568,7 @@ class ClickHouseSink:
 
     def idle(self) -> bool:
         """Nothing buffered: every consumed message is stored and committed."""
-        return not self._ready and not self.chunker.open_chunks()
+        return self._inflight is None and not self._ready and not self.chunker.open_chunks()
 
     def run(
         self,

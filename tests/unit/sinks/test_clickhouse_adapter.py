@@ -1,9 +1,13 @@
-"""The adapter with fakes: commit only after a stored chunk, retry failures, never commit past them."""
+"""The adapter with fakes: commit only after a stored chunk, retry failures, never commit past them.
+
+Inserts run on the sink's insert thread while the consumer thread decodes on; `settle` lets the in-flight
+insert finish and be committed (a poll that brings nothing waits for it)."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -161,11 +165,34 @@ def tp(p: int = 0) -> TopicPartition:
     return TopicPartition(PR, p)
 
 
+def settle(sink: ClickHouseSink, stop: threading.Event | None = None) -> None:
+    """Poll (nothing more to read) until no insert is in flight."""
+    deadline = time.monotonic() + 10
+    while sink._inflight is not None:
+        assert time.monotonic() < deadline, "the in-flight insert never finished"
+        sink.poll_once(stop or threading.Event())
+
+
+class BlockingWriter(FakeWriter):
+    """An insert that does not return until `release` is set."""
+
+    def __init__(self, events: list[str]) -> None:
+        super().__init__(events)
+        self.release = threading.Event()
+        self.entered = threading.Event()
+
+    def insert(self, table: str, column_names: tuple[str, ...], rows: list[Any], token: str) -> None:
+        self.entered.set()
+        assert self.release.wait(10), "never released"
+        super().insert(table, column_names, rows, token)
+
+
 def test_rows_cut_chunks_are_inserted_then_committed_in_order() -> None:
     sink, consumer, _, writer, _ = make_sink(max_rows=10)
     consumer.batches = [{tp(): [Rec(o, T0_MS + o, batch(4)) for o in range(6)]}]
     consumer.high = {tp(): 6}
     assert sink.poll_once(threading.Event()) == 6
+    settle(sink)
     assert writer.events == [f"insert {PR}-0-0-2", "commit 0@3", f"insert {PR}-0-3-5", "commit 0@6"]
     assert writer.inserts[0] == ("probe_results", 12, f"{PR}-0-0-2")
     assert sink.idle()
@@ -194,6 +221,7 @@ def test_failed_insert_is_retried_and_committed_only_after_success() -> None:
     writer.failures = 3
     consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1)), Rec(1, T0_MS, batch(1))]}]
     sink.poll_once(threading.Event())
+    settle(sink)
     assert writer.events == [
         f"fail {PR}-0-0-0",
         f"fail {PR}-0-0-0",
@@ -232,6 +260,7 @@ def test_malformed_messages_are_dead_lettered_before_commit_and_empty_chunks_com
     clock.ms = T0_MS + 5000
     producer.failures = 1  # the first delivery fails: retried, commit waits
     sink.poll_once(threading.Event())
+    settle(sink)
     assert writer.inserts == []  # no rows
     assert consumer.commits == [(PR, 2, 2)]
     keys = [k.decode() for _, k, _ in producer.sent]
@@ -246,8 +275,10 @@ def test_commit_failure_is_logged_and_the_loop_goes_on() -> None:
     consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1))]}, {tp(): [Rec(1, T0_MS, batch(1))]}]
     stop = threading.Event()
     sink.poll_once(stop)
+    settle(sink, stop)
     consumer.fail_commit = False
     sink.poll_once(stop)
+    settle(sink, stop)
     assert [e for e in writer.events if e.startswith("insert")] == [
         f"insert {PR}-0-0-0",
         f"insert {PR}-0-1-1",
@@ -316,6 +347,7 @@ def test_a_decoder_bug_dead_letters_the_message_instead_of_losing_it(monkeypatch
     consumer.high = {tp(): 2}
     clock.ms = T0_MS + 5000
     sink.poll_once(threading.Event())
+    settle(sink)
     assert sink.stats.dead_letters == 2
     assert "cannot decode" in producer.sent[0][2].decode()
     assert consumer.commits == [(PR, 0, 2)]
@@ -342,3 +374,98 @@ def test_unexpected_error_rewinds_to_the_committed_offsets(monkeypatch: pytest.M
     assert sorted(consumer.seeks) == [(tp(0), 3), (tp(1), None)]
     assert sink.chunker.open_chunks() == []
     assert writer.inserts == []
+
+
+def blocking_sink(max_rows: int) -> tuple[ClickHouseSink, FakeConsumer, BlockingWriter]:
+    sink, consumer, _, writer, _ = make_sink(max_rows=max_rows)
+    blocking = BlockingWriter(writer.events)
+    sink.writer = blocking  # type: ignore[assignment]
+    return sink, consumer, blocking
+
+
+def test_a_chunk_is_committed_only_after_its_insert_returned_while_decoding_goes_on() -> None:
+    sink, consumer, writer = blocking_sink(max_rows=2)
+    stop = threading.Event()
+    consumer.batches = [
+        {tp(): [Rec(0, T0_MS, batch(1)), Rec(1, T0_MS, batch(1))]},  # closes chunk 0-1
+        {tp(): [Rec(2, T0_MS, batch(1))]},  # decoded while chunk 0-1 is being inserted
+    ]
+    sink.poll_once(stop)
+    assert writer.entered.wait(10)
+    sink.poll_once(stop)
+    assert sink.stats.messages == 3
+    assert consumer.commits == []  # the insert has not returned: nothing committed, nothing counted
+    assert sink.stats.rows == {}
+    assert sink.stats.chunks == 0
+    assert not sink.idle()
+    writer.release.set()
+    settle(sink)
+    assert writer.events == [f"insert {PR}-0-0-1", "commit 0@2"]
+    assert sink.stats.rows == {"probe_results": 2}
+    assert sink.stats.chunks == 1
+
+
+def test_a_failing_insert_in_flight_is_retried_and_never_committed_before_it_succeeds() -> None:
+    sink, consumer, writer = blocking_sink(max_rows=1)
+    writer.failures = 2
+    writer.release.set()
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1)), Rec(1, T0_MS, batch(1))]}]
+    sink.poll_once(threading.Event())
+    settle(sink)
+    assert writer.events == [
+        f"fail {PR}-0-0-0",
+        f"fail {PR}-0-0-0",
+        f"insert {PR}-0-0-0",
+        "commit 0@1",
+        f"insert {PR}-0-1-1",
+        "commit 0@2",
+    ]
+
+
+def test_rebalance_with_a_chunk_in_flight_awaits_it_and_does_not_commit_it() -> None:
+    sink, consumer, writer = blocking_sink(max_rows=2)
+    stop = threading.Event()
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1)), Rec(1, T0_MS, batch(1))]}]
+    sink.poll_once(stop)
+    assert writer.entered.wait(10)
+    revoking = threading.Thread(target=sink._rebalances.on_partitions_revoked, args=([tp()],))
+    revoking.start()
+    revoking.join(0.3)
+    assert revoking.is_alive()  # the revoke waits for the in-flight insert before the partition moves on
+    writer.release.set()
+    revoking.join(10)
+    assert not revoking.is_alive()
+    sink._rebalances.on_partitions_assigned([tp()])
+    consumer.batches = [{}]
+    sink.poll_once(stop)  # applies the rebalance: the stored chunk stays uncommitted
+    assert consumer.commits == []
+    assert sink.stats.chunks == 0
+    assert sink.idle()
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1)), Rec(1, T0_MS, batch(1))]}]  # replay from the commit
+    sink.poll_once(stop)
+    settle(sink, stop)
+    # the same chunk and token again (ClickHouse drops the repeat), committed once
+    assert writer.events == [f"insert {PR}-0-0-1", f"insert {PR}-0-0-1", "commit 0@2"]
+    assert sink.stats.rows == {"probe_results": 2}
+
+
+def test_rewind_and_close_with_a_chunk_in_flight_commit_nothing() -> None:
+    sink, consumer, writer = blocking_sink(max_rows=1)
+    consumer.high = {tp(): 2}
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1))]}]
+    sink.poll_once(threading.Event())
+    assert writer.entered.wait(10)
+    writer.release.set()
+    sink.rewind()
+    assert consumer.commits == []
+    assert sink.idle()
+    assert consumer.seeks == [(tp(), None)]
+    writer.release.clear()
+    writer.entered.clear()
+    consumer.batches = [{tp(): [Rec(0, T0_MS, batch(1))]}]
+    sink.poll_once(threading.Event())
+    assert writer.entered.wait(10)
+    writer.release.set()
+    sink.close()
+    assert consumer.commits == []
+    assert sink.idle()
