@@ -2,7 +2,9 @@
 one process and allows one engine path per process). Prints one JSON line on stdout.
 
   sink  the real ingest path: sinks.clickhouse.ClickHouseSink (deterministic chunks, dedup tokens, commit
-        after insert) over a fresh chdb store migrated by history.ddl.migrate, until every row is stored;
+        after insert; inserts overlapping decoding unless --sequential; a maintenance lookup on an empty
+        book, as the sink service passes) over a fresh chdb store migrated by history.ddl.migrate, until
+        every row is stored and committed;
   raw   the same rows (decoded here from the same envelopes) into the same table of another fresh chdb
         store with plain column-oriented clickhouse-connect inserts, chunk by chunk; the decode is timed
         on its own.
@@ -11,6 +13,7 @@ one process and allows one engine path per process). Prints one JSON line on std
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import threading
 import time
@@ -21,6 +24,8 @@ from _common import Fleet, envelopes
 from fleetcore.settings import Settings
 from history.ddl import PROBE_COLUMNS, PROBE_RESULTS, migrate
 from history.store import connect
+from policy.maintenance import MaintenanceBook
+from policy.maintenance_feed import planned_by
 from sinks.clickhouse import ClickHouseSink, SinkStats
 from sinks.rows import columns, decode_probe_message
 
@@ -57,7 +62,8 @@ def run_sink(args: argparse.Namespace) -> dict[str, Any]:
     client = connect(args.dsn, settings.clickhouse_database)
     try:
         migrate(client)
-        sink = TimedSink(settings, client)
+        planned = functools.partial(planned_by, MaintenanceBook(), threading.Lock())
+        sink = TimedSink(settings, client, planned=planned, overlap=not args.sequential)
         started = time.monotonic()
         sink.start()
         done: list[float] = []
@@ -128,6 +134,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--failing-every", type=int, default=0)
     parser.add_argument("--chunk", type=int, default=20000)
+    parser.add_argument("--sequential", action="store_true", help="sink: insert, then decode on (no overlap)")
     args = parser.parse_args()
     out = run_sink(args) if args.role == "sink" else run_raw(args)
     print(json.dumps(out), flush=True)

@@ -5,8 +5,10 @@ a private Kafka broker as ProbeBatch envelopes of up to 500 results, like a prob
 own process on its own fresh embedded store (chdb in a temp dir, history.ddl.migrate):
 
 * sink: sinks.clickhouse.ClickHouseSink, the sink service's ingest loop (kafka-python consumer,
-  deterministic per-partition chunks of sink_chunk_max_rows, insert with the chunk's dedup token, commit
-  after insert), timed from its first consumed record to every row stored and committed;
+  deterministic per-partition chunks of sink_chunk_max_rows, insert with the chunk's dedup token on the
+  insert thread while the next chunk is decoded, commit after insert), timed from its first consumed record
+  to every row stored and committed;
+* sink sequential: the same with overlap=False (each chunk inserted and committed before decoding goes on);
 * raw: the same rows, decoded from the same envelopes beforehand, inserted into the same table with plain
   column-oriented clickhouse-connect inserts of the same chunk size (no Kafka, no dedup token); the decode
   (JSON + pydantic validation + row building) is timed separately.
@@ -98,34 +100,38 @@ def main() -> None:
     print_machine("sink throughput: Kafka -> ClickHouse (embedded chdb)")
     started = time.monotonic()
     sinks: list[dict[str, Any]] = []
+    sequentials: list[dict[str, Any]] = []
     raws: list[dict[str, Any]] = []
     with workdir("fw-bench-sink-") as tmp, local_broker(tmp) as bootstrap:
         batches = envelopes(fleet)
         for rep in range(repeat):
-            topics = Topics(f"bench-sink-{int(time.time())}-r{rep}.")
-            ensure_topics(bootstrap, topics)
-            seconds = produce_envelopes(bootstrap, topics.probe_results, batches)
-            log(f"{len(batches)} envelopes ({fleet.results:,} results) produced in {seconds:.1f} s")
-            waited = wait_for_bucket_end(settings.sink_chunk_seconds)
-            log(f"waited {waited:.1f} s for the last chunk bucket to close")
-            busy = quiet.wait()
-            sink = child(
-                [
-                    "sink",
-                    "--dsn",
-                    f"chdb://{tmp / f'store-sink-{rep}'}",
-                    "--bootstrap",
-                    bootstrap,
-                    "--prefix",
-                    topics.prefix,
-                    "--expect",
-                    str(fleet.results),
-                ],
-                tmp,
-                f"sink-{rep}",
-            )
-            sinks.append({**sink, "busy": busy})
-            log(f"sink: {sink['rows'] / sink['seconds']:,.0f} rows/s; machine {busy:.0f}% busy before")
+            for name, extra, into in (("sink", [], sinks), ("sequential", ["--sequential"], sequentials)):
+                # each mode its own topics (so its own consumer group) and store
+                topics = Topics(f"bench-sink-{int(time.time())}-r{rep}-{name}.")
+                ensure_topics(bootstrap, topics)
+                seconds = produce_envelopes(bootstrap, topics.probe_results, batches)
+                log(f"{len(batches)} envelopes ({fleet.results:,} results) produced in {seconds:.1f} s")
+                waited = wait_for_bucket_end(settings.sink_chunk_seconds)
+                log(f"waited {waited:.1f} s for the last chunk bucket to close")
+                busy = quiet.wait()
+                sink = child(
+                    [
+                        "sink",
+                        "--dsn",
+                        f"chdb://{tmp / f'store-{name}-{rep}'}",
+                        "--bootstrap",
+                        bootstrap,
+                        "--prefix",
+                        topics.prefix,
+                        "--expect",
+                        str(fleet.results),
+                        *extra,
+                    ],
+                    tmp,
+                    f"{name}-{rep}",
+                )
+                into.append({**sink, "busy": busy})
+                log(f"{name}: {sink['rows'] / sink['seconds']:,.0f} rows/s; machine {busy:.0f}% busy before")
             busy = quiet.wait()
             raw = child(
                 [
@@ -157,6 +163,8 @@ def main() -> None:
     raw_rates = [r["rows"] / r["insert_s"] for r in raws]
     decode_rates = [r["rows"] / r["decode_s"] for r in raws]
     sink_cpu = [s["rows"] / s["cpu"] for s in sinks]
+    seq_rates = [s["rows"] / s["seconds"] for s in sequentials]
+    seq_cpu = [s["rows"] / s["cpu"] for s in sequentials]
     raw_cpu = [r["rows"] / r["insert_cpu"] for r in raws]
     print(
         f"{fleet.results:,} probe results ({fleet.servers:,} servers x {fleet.rounds} rounds, 10% "
@@ -189,6 +197,16 @@ def main() -> None:
                     len(sinks),
                 ],
                 [
+                    "sink, sequential (overlap=False)",
+                    median(seq_rates),
+                    spread(seq_rates),
+                    median(seq_cpu),
+                    sequentials[-1]["chunks"],
+                    f"{sequentials[-1]['stored']:,}/{sequentials[-1]['distinct']:,}",
+                    median([s["busy"] for s in sequentials]),
+                    len(sequentials),
+                ],
+                [
                     "raw: column-oriented insert only",
                     median(raw_rates),
                     spread(raw_rates),
@@ -217,7 +235,12 @@ def main() -> None:
         f"sink / raw insert: {ratio:.2f}x (the raw insert is {1 / ratio:.1f}x faster); "
         f"sink start-up (group join) median {median([s['startup'] for s in sinks]):.1f} s"
     )
-    ok = all(s["stored"] == s["distinct"] == fleet.results for s in sinks + raws)
+    print(
+        f"overlap / sequential sink: {median(sink_rates) / median(seq_rates):.2f}x wall, "
+        f"{median(sink_cpu) / median(seq_cpu):.2f}x per CPU-s; sink / raw per CPU-s: "
+        f"{median(sink_cpu) / median(raw_cpu):.2f}x"
+    )
+    ok = all(s["stored"] == s["distinct"] == fleet.results for s in sinks + sequentials + raws)
     print(
         f"correctness: {'every run stored each result exactly once' if ok else 'MISMATCH'}; "
         f"load at end: {load()}; wall time {time.monotonic() - started:.0f} s"
