@@ -8,7 +8,6 @@ Every setting has a default and an env name: ``FLEETWATCH_<FIELD>`` (upper case)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -289,11 +288,18 @@ class Settings(BaseSettings):
     local_kafka_heap: str = Field(
         default="512m", description="Heap (-Xmx) of the broker `up` and `kafka` start."
     )
-    local_kafka_brokers: Literal[1, 3] = Field(
+    local_kafka_brokers: int = Field(
         default=1,
         description="Nodes of the local Kafka `up` and `kafka` start: 1, or 3 (a KRaft cluster, heap 256m "
         "each, topics replicated 3 times with min.insync.replicas 2).",
     )
+
+    @field_validator("local_kafka_brokers")
+    @classmethod
+    def _one_or_three_brokers(cls, value: int) -> int:
+        if value not in (1, 3):
+            raise ValueError(f"local_kafka_brokers is 1 or 3, not {value}")
+        return value
 
     @field_validator("topic_partitions")
     @classmethod

@@ -62,3 +62,13 @@ def test_keyed_state_topics_and_unknown_topics_cannot_be_resized() -> None:
         Settings(topic_partitions={"fleet-inventory": 0})
     assert Settings(topic_partitions={"probe-results": PROBE_RESULTS.partitions}).topic_partitions
     assert INVENTORY.keyed_state is False
+
+
+def test_local_broker_count_comes_from_the_environment_as_one_or_three(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLEETWATCH_LOCAL_KAFKA_BROKERS", "3")
+    assert Settings().local_kafka_brokers == 3
+    monkeypatch.setenv("FLEETWATCH_LOCAL_KAFKA_BROKERS", "2")
+    with pytest.raises(ValidationError, match="1 or 3"):
+        Settings()
