@@ -35,6 +35,7 @@ from clickhouse_connect.driver.client import Client
 from fleetcore.clock import to_epoch_ms
 from history.ddl import CASE_COLUMNS, PROBE_COLUMNS, migrate
 from history.reports import build, report_query
+from history.reports.uptime import uptime_report
 from history.store import connect
 from policy.sla import PolicyBook, SlaPolicy
 from schemas.cases import CaseEvent, CaseEventType, CaseSource, CaseState, Severity, chained, event_id_for
@@ -328,8 +329,30 @@ def main() -> None:
                     problem = check(name, customer, answer, expect)
                     if problem:
                         problems.append(problem)
+                    if name == "uptime":  # the reference: the same report from the raw probes
+                        raw_times: list[float] = []
+                        for _ in range(args.repeat):
+                            t0 = time.perf_counter()
+                            raw = uptime_report(client, query, POLICIES, source="raw")
+                            raw_times.append(time.perf_counter() - t0)
+                        if raw != answer:
+                            problems.append(f"uptime {customer or 'fleet'}: rollups and raw probes differ")
+                        scope = f"customer {customer}" if customer else "whole fleet"
+                        results.append(
+                            [
+                                "uptime (raw probes)",
+                                scope,
+                                min(raw_times),
+                                statistics.median(raw_times),
+                                answer_size(name, raw),
+                                busy,
+                            ]
+                        )
                     scope = f"customer {customer}" if customer else "whole fleet"
-                    label = f"{name} (threshold {THRESHOLD_MS:.0f} ms)" if name == "capacity" else name
+                    label = {
+                        "capacity": f"capacity (threshold {THRESHOLD_MS:.0f} ms)",
+                        "uptime": "uptime (rollups)",
+                    }.get(name, name)
                     log(f"{label}, {scope}: median {statistics.median(times):.2f} s")
                     results.append(
                         [label, scope, min(times), statistics.median(times), answer_size(name, answer), busy]

@@ -254,8 +254,10 @@ SETTINGS non_replicated_deduplication_window = 10000
 """
 
 
-_MS_OF_DAY = "toUInt32(toUnixTimestamp64Milli(started_at) % 86400000)"
-"""A probe's start as milliseconds of its UTC day: distinct per distinct start inside any rollup bucket."""
+_SECOND_OF_DAY = "toUInt32(toUnixTimestamp(started_at) % 86400)"
+"""A probe's start as the second of its UTC day: a row stored twice repeats its second, so a bucket whose
+distinct seconds are fewer than its probes may hold one (or two probes in one second: read raw, still exact);
+as many distinct seconds as probes proves it holds none. Seconds keep the bitmap to two containers a day."""
 
 
 def _rollup_select(name: str, edges: bool = False) -> str:
@@ -263,7 +265,7 @@ def _rollup_select(name: str, edges: bool = False) -> str:
     bucket = _ROLLUP_BUCKETS[name][0]
     extra = (
         ",\n    min(started_at) AS first_at,\n    max(started_at) AS last_at,\n"
-        f"    groupBitmapState({_MS_OF_DAY}) AS distinct_at"
+        f"    groupBitmapState({_SECOND_OF_DAY}) AS distinct_at"
         if edges
         else ""
     )
@@ -425,7 +427,7 @@ _V4_STEPS: tuple[Step, ...] = (
 # the neighbouring buckets' edges, the intervals crossing a bucket edge. Buckets of mixed classes are rare
 # (an outage or window starting or ending) and the report reads their raw probes
 # (history.reports.uptime); so does a bucket holding a row stored twice (the sink's at-least-once: a chunk
-# redelivered under another dedup token), found by `distinct_at` (distinct probe starts) < probes. The
+# redelivered under another dedup token), found by `distinct_at` (distinct start seconds) < probes. The
 # views are recreated with the new columns and the rollups backfilled (as in v4: drop the view, Backfill).
 
 
@@ -437,8 +439,7 @@ ALTER TABLE {name}
     ADD COLUMN IF NOT EXISTS last_at SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
         COMMENT 'last probe start in the bucket',
     ADD COLUMN IF NOT EXISTS distinct_at AggregateFunction(groupBitmap, UInt32)
-        COMMENT 'distinct probe starts (ms of the day): groupBitmapMerge(distinct_at) < sum(probes) when a
-row was stored twice'
+        COMMENT 'distinct start seconds of the day: fewer than sum(probes) if a row may be stored twice'
 """
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from history.ddl import PROBE_HOUR
+from history.ddl import PROBE_DAY, PROBE_HOUR
 from history.reports.common import FILTERS, PERIOD, ReportQuery, iso, percent, run
 from policy.sla import PolicyBook
 
@@ -53,27 +53,43 @@ ORDER BY customer_id, server_id
 BUCKET_PERIOD = """bucket >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
     AND bucket < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')"""
 
-ROLLUP_UPTIME_SQL = f"""
-WITH buckets AS (
+
+def _buckets(table: str, within: str) -> str:
+    """Per bucket of `table`: counts, first (a) and last (b) probe time, class (1 ok, 0 failed, 2 planned;
+    -1 mixed, or a row possibly stored twice); `within`: an extra condition."""
+    return f"""
     SELECT customer_id, server_id, bucket, sum(probes) AS n, sum(failures) AS f, sum(planned) AS p,
         sum(planned_failures) AS pf, min(first_at) AS a, max(last_at) AS b,
         multiIf(groupBitmapMerge(distinct_at) != n, -1, p = n, 2, p = 0 AND f = 0, 1, p = 0 AND f = n, 0, -1)
             AS cls
-    FROM {PROBE_HOUR}
-    WHERE {BUCKET_PERIOD} AND {FILTERS}
+    FROM {table}
+    WHERE {BUCKET_PERIOD} AND {FILTERS} AND {within}
     GROUP BY customer_id, server_id, bucket
-),
+"""  # noqa: S608 (constant fragments; values are bound)
+
+
+ROLLUP_UPTIME_SQL = f"""
+WITH days AS ({_buckets(PROBE_DAY, "1")}),
+hours AS ({
+    _buckets(
+        PROBE_HOUR,
+        "(customer_id, server_id, toStartOfDay(bucket)) "
+        "IN (SELECT customer_id, server_id, bucket FROM days WHERE cls = -1)",
+    )
+}),
 mixed AS (
     SELECT customer_id, server_id, probe_id, any(started_at) AS t, any(ok) AS ok,
         any(maintenance_id) IS NOT NULL AS planned, if(planned, 2, if(ok, 1, 0)) AS cls
     FROM probe_results
     WHERE {PERIOD.format(column="started_at")} AND {FILTERS}
         AND (customer_id, server_id, toStartOfHour(started_at))
-            IN (SELECT customer_id, server_id, bucket FROM buckets WHERE cls = -1)
+            IN (SELECT customer_id, server_id, bucket FROM hours WHERE cls = -1)
     GROUP BY customer_id, server_id, probe_id
 ),
 segments AS (
-    SELECT customer_id, server_id, a, b, cls, n, f, p, pf FROM buckets WHERE cls >= 0
+    SELECT customer_id, server_id, a, b, cls, n, f, p, pf FROM days WHERE cls >= 0
+    UNION ALL
+    SELECT customer_id, server_id, a, b, cls, n, f, p, pf FROM hours WHERE cls >= 0
     UNION ALL
     SELECT customer_id, server_id, t AS a, t AS b, cls, toUInt64(1) AS n, toUInt64(NOT ok) AS f,
         toUInt64(planned) AS p, toUInt64(NOT ok AND planned) AS pf
@@ -98,9 +114,10 @@ SELECT customer_id, server_id, sum(n) AS probes, sum(f) AS failures, sum(p) AS p
     GROUP BY customer_id, server_id
     ORDER BY customer_id, server_id
 """  # noqa: S608 (constant fragments; values are bound)
-"""The same figures from probe_hour: a bucket whose probes share one class (ok, failed, planned; see
-history.ddl v5) is one segment from its first to its last probe; a bucket of mixed classes (or holding a
-row stored twice) is read from its raw probes, one segment per probe. Consecutive segments of a server are
+"""The same figures from the rollups: a day bucket whose probes share one class (ok, failed, planned; see
+history.ddl v5) is one segment from its first to its last probe; a day of mixed classes (or holding a row
+possibly stored twice) is read from its hour buckets the same way, and an hour of mixed classes from its raw
+probes, one segment per probe. Consecutive segments of a server are
 stitched as consecutive probes are in UPTIME_SQL, so every number equals the raw path's."""
 
 SOURCES = {"rollup": ROLLUP_UPTIME_SQL, "raw": UPTIME_SQL}
