@@ -10,13 +10,14 @@ Exactly once in ClickHouse, at least once in Kafka terms:
    never committed past; a stop abandons the chunk uncommitted (it is replayed on restart).
 
 Inserts overlap decoding (``overlap=True``, the default): one insert thread stores a closed chunk (dead
-letters, insert, retries) while the consumer thread goes on polling and decoding the next one. At most one
-chunk is in flight; the next closed chunk waits for it. The consumer thread alone touches the Kafka consumer:
-it commits a chunk, strictly in order, only once the chunk's insert returned, and counts it in `stats` only
-then, so ``run(until=...)`` still means stored and committed. On a rebalance touching the in-flight chunk's
-partition, on rewind() and on close() the in-flight insert is awaited and NOT committed: the partition's
-owner replays it, rebuilds the same chunk and token, and ClickHouse drops the repeat. chdb (like the
-ClickHouse client's socket reads) releases the GIL for much of an insert, so decoding runs meanwhile.
+letters, insert, retries) while the consumer thread goes on polling and decoding. At most one chunk is in
+flight; closed chunks queue behind it, at most one per partition read (then decoding waits). The consumer
+thread alone touches the Kafka consumer: it commits a chunk, strictly in order, only once the chunk's
+insert returned, and counts it in `stats` only then, so ``run(until=...)`` still means stored and
+committed. On a rebalance touching the in-flight chunk's partition, on rewind() and on close() the
+in-flight insert is awaited and NOT committed: the partition's owner replays it, rebuilds the same chunk
+and token, and ClickHouse drops the repeat. chdb releases the GIL for part of an insert, so decoding runs
+meanwhile.
 
 Messages that cannot be stored (bad envelope, invalid result, unreadable case event) go to the dead-letter
 topic with the reason before their chunk is committed. Nothing raised by one chunk stops the loop.
@@ -341,13 +342,14 @@ class ClickHouseSink:
         """Store and commit closed chunks, in order; False if `stop` interrupted a retry.
 
         With overlap, commit the in-flight chunk once its insert returned and hand the next closed chunk to
-        the insert thread; wait for the in-flight insert only while another closed chunk waits behind it
-        (so at most two chunks are buffered beyond the open ones) or if `wait`. Without overlap, store and
-        commit every closed chunk here."""
+        the insert thread; wait for the in-flight insert only if `wait` or once as many closed chunks wait
+        behind it as partitions are read (their chunks tend to close together; the bound keeps memory
+        within twice the open chunks'). Without overlap, store and commit every closed chunk here."""
         while True:
             if self._inflight is not None:
                 chunk, future = self._inflight
-                if not future.done() and not (wait or self._ready or not self._overlap):
+                backlog = len(self._ready) >= max(1, len(self.chunker.positions()))
+                if not future.done() and not (wait or backlog or not self._overlap):
                     return True
                 try:
                     stored = future.result()

@@ -469,3 +469,16 @@ def test_rewind_and_close_with_a_chunk_in_flight_commit_nothing() -> None:
     sink.close()
     assert consumer.commits == []
     assert sink.idle()
+
+
+def test_closed_chunks_of_other_partitions_queue_behind_the_insert_and_commit_in_order() -> None:
+    sink, consumer, writer = blocking_sink(max_rows=1)
+    stop = threading.Event()
+    consumer.batches = [{tp(0): [Rec(0, T0_MS, batch(1))], tp(1): [Rec(0, T0_MS, batch(1))]}]
+    sink.poll_once(stop)  # p0's chunk in flight, p1's queued: decoding did not wait for the insert
+    assert writer.entered.wait(10)
+    assert sink.stats.messages == 2
+    assert consumer.commits == []
+    writer.release.set()
+    settle(sink, stop)
+    assert writer.events == [f"insert {PR}-0-0-0", "commit 0@1", f"insert {PR}-1-0-0", "commit 1@1"]
