@@ -14,7 +14,10 @@ inserted with the sink's `case_row`.
 Then each report (`history.reports.build`: uptime, sla, capacity with a 500 ms threshold, cases) runs for
 the whole fleet and for the largest customer, `--repeat` times (default 3) each; min and median wall-clock
 seconds are reported, with the rows of the answer. Each report is checked against what was generated
-(probe and case counts, fleet size).
+(probe and case counts, fleet size). The uptime report (which reads the rollups) is also timed from the raw
+probes (`uptime_report(..., source="raw")`, the reference) and both answers must be equal.
+The 100 M row run is `--rows 100000000` (generated the same way, in 100 inserts; several minutes to
+generate on a small machine).
 
     .venv/bin/python bench/report_latency.py [--rows N] [--servers N] [--cases N] [--repeat N]
 """

@@ -161,7 +161,7 @@ def uptime_report(
     client: Client, query: ReportQuery, policies: PolicyBook, source: str = "rollup"
 ) -> dict[str, Any]:
     """Servers and customers of the month: probe counts, up/down/unknown/planned time, uptime bounds.
-    `source`: "rollup" (probe_hour, the default) or "raw" (probe_results: the reference)."""
+    `source`: "rollup" (probe_day, probe_hour, the default) or "raw" (probe_results: the reference)."""
     rows = run(client, SOURCES[source], query.params(), "uptime")
     servers: list[dict[str, Any]] = []
     totals: dict[str, dict[str, int]] = {}
