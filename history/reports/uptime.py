@@ -54,14 +54,13 @@ BUCKET_PERIOD = """bucket >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
     AND bucket < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')"""
 
 
-def _buckets(table: str, within: str) -> str:
+def _buckets(table: str, within: str, twice: str) -> str:
     """Per bucket of `table`: counts, first (a) and last (b) probe time, class (1 ok, 0 failed, 2 planned;
-    -1 mixed, or a row possibly stored twice); `within`: an extra condition."""
+    -1 mixed; -2 `twice`: a row possibly stored twice); `within`: an extra condition."""
     return f"""
     SELECT customer_id, server_id, bucket, sum(probes) AS n, sum(failures) AS f, sum(planned) AS p,
         sum(planned_failures) AS pf, min(first_at) AS a, max(last_at) AS b,
-        multiIf(groupBitmapMerge(distinct_at) != n, -1, p = n, 2, p = 0 AND f = 0, 1, p = 0 AND f = n, 0, -1)
-            AS cls
+        multiIf({twice}, -2, p = n, 2, p = 0 AND f = 0, 1, p = 0 AND f = n, 0, -1) AS cls
     FROM {table}
     WHERE {BUCKET_PERIOD} AND {FILTERS} AND {within}
     GROUP BY customer_id, server_id, bucket
@@ -69,12 +68,13 @@ def _buckets(table: str, within: str) -> str:
 
 
 ROLLUP_UPTIME_SQL = f"""
-WITH days AS ({_buckets(PROBE_DAY, "1")}),
+WITH days AS ({_buckets(PROBE_DAY, "1", "groupBitmapMerge(distinct_at) != n")}),
 hours AS ({
     _buckets(
         PROBE_HOUR,
         "(customer_id, server_id, toStartOfDay(bucket)) "
         "IN (SELECT customer_id, server_id, bucket FROM days WHERE cls = -1)",
+        "0",
     )
 }),
 mixed AS (
@@ -82,8 +82,10 @@ mixed AS (
         any(maintenance_id) IS NOT NULL AS planned, if(planned, 2, if(ok, 1, 0)) AS cls
     FROM probe_results
     WHERE {PERIOD.format(column="started_at")} AND {FILTERS}
-        AND (customer_id, server_id, toStartOfHour(started_at))
-            IN (SELECT customer_id, server_id, bucket FROM hours WHERE cls = -1)
+        AND ((customer_id, server_id, toStartOfHour(started_at))
+                IN (SELECT customer_id, server_id, bucket FROM hours WHERE cls = -1)
+            OR (customer_id, server_id, toStartOfDay(started_at))
+                IN (SELECT customer_id, server_id, bucket FROM days WHERE cls = -2))
     GROUP BY customer_id, server_id, probe_id
 ),
 segments AS (
@@ -115,10 +117,11 @@ SELECT customer_id, server_id, sum(n) AS probes, sum(f) AS failures, sum(p) AS p
     ORDER BY customer_id, server_id
 """  # noqa: S608 (constant fragments; values are bound)
 """The same figures from the rollups: a day bucket whose probes share one class (ok, failed, planned; see
-history.ddl v5) is one segment from its first to its last probe; a day of mixed classes (or holding a row
-possibly stored twice) is read from its hour buckets the same way, and an hour of mixed classes from its raw
-probes, one segment per probe. Consecutive segments of a server are
-stitched as consecutive probes are in UPTIME_SQL, so every number equals the raw path's."""
+history.ddl v5) is one segment from its first to its last probe; a day of mixed classes is read from its hour
+buckets the same way, and an hour of mixed classes from its raw probes, one segment per probe. A day whose
+distinct start seconds are fewer than its probes (a row possibly stored twice) is read from its raw probes
+whole, so the hours read hold no row twice. Consecutive segments of a server are stitched as consecutive
+probes are in UPTIME_SQL, so every number equals the raw path's."""
 
 SOURCES = {"rollup": ROLLUP_UPTIME_SQL, "raw": UPTIME_SQL}
 
