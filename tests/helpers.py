@@ -205,3 +205,19 @@ def stop(proc: subprocess.Popen[bytes], kill: bool = False) -> None:
 
 def iter_lines(path: Path) -> Iterator[str]:
     yield from path.read_text(errors="replace").splitlines()
+
+
+class ManualClock:
+    """A clock (fleetcore.clock.Clock) that moves only when the test says so."""
+
+    def __init__(self) -> None:
+        self.t = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.t
+
+    def scale(self) -> float:
+        return 1.0
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)

@@ -4,7 +4,7 @@ goes to a real Kafka inventory topic (stale servers pruned)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -18,7 +18,7 @@ from probes.inventory import publish_inventory, read_inventory_ids
 from schemas.inventory import Server
 from schemas.probes import ProbeResult
 from schemas.topics import Topics
-from tests.helpers import eventually
+from tests.helpers import ManualClock, eventually
 
 SCRIPT = """
 - {at: 60s, what: down, servers: [1]}
@@ -28,17 +28,6 @@ SCRIPT = """
 - {at: 60s, what: site-down, site: site-2}
 """
 LAYOUT = FleetLayout(200, per_customer=4, sites=8, tcp_fraction=0.05)  # tcp: 19, 39, ...; site-2: 8-11, 40-43
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.t = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.t
-
-    def scale(self) -> float:
-        return 1.0
 
 
 @pytest.fixture

@@ -27,20 +27,12 @@ from schemas.cases import CaseState, Severity
 from schemas.commands import CaseCommand, CommandType
 from schemas.topics import Topics
 from tests.helpers import wait_for
+from tests.integration.portal.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.portal.conftest import USERS, _PortalThread, portal_settings
 from tests.integration.streams.test_detector_worker import StreamWorker
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 KB = Path(__file__).resolve().parents[3] / "examples" / "kb"
 STEP_S = 90.0
 """Deadline of each step that waits on the engine (the worker shares 2 cores with the whole suite)."""

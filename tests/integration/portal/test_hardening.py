@@ -13,7 +13,6 @@ The unit tests walk every route with every method and body and cover the throttl
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,20 +24,12 @@ from portal.web.app import SECURITY_HEADERS
 from portal.web.keys import KEYS
 from portal.web.throttle import SignInGuard
 from schemas.portal import PortalAction
+from tests.integration.portal.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.portal.client import PortalClient
 from tests.integration.portal.conftest import NADIA_TOKEN, USERS, RunningPortal
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 BEARER = {"Authorization": f"Bearer {NADIA_TOKEN}"}
 
 
@@ -81,13 +72,13 @@ def evil() -> Iterator[EvilSite]:
         yield site
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium (make test installs it)")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)")
 def test_chromium_stays_on_the_portal_after_signing_in(portal: RunningPortal, evil: EvilSite) -> None:
     from playwright.sync_api import sync_playwright
 
     spellings = ["/%09/{host}/x", "/%0A/{host}/x", "/%0D/{host}/x", "/%09/%09/{host}/x", "/%5C{host}/x"]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             for spelling in spellings:
                 context = browser.new_context()

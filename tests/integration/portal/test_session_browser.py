@@ -6,7 +6,6 @@ a portal served over plain http on another host needs FLEETWATCH_PORTAL_SECURE_C
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,19 +14,10 @@ import pytest
 from portal.service import Portal
 from schemas.topics import Topics
 from tests.helpers import wait_for
+from tests.integration.portal.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.integration.portal.conftest import USERS, _PortalThread, portal_settings
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 @pytest.fixture
@@ -42,12 +32,12 @@ def secure_portal(kafka_bootstrap: str, topics: Topics, tmp_path: Path) -> Itera
         runner.stop()
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium (make test installs it)")
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make test installs it)")
 def test_secure_session_cookie_works_on_loopback_http(secure_portal: Portal) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             context = browser.new_context()
             page = context.new_page()

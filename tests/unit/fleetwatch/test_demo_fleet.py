@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -22,21 +21,7 @@ from probes import checks
 from probes.classify import classify
 from schemas.inventory import ProbeKind, Server, ServerRole
 from schemas.probes import ProbeResult
-from tests.helpers import eventually
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.t = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.t
-
-    def scale(self) -> float:
-        return 1.0
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
+from tests.helpers import ManualClock, eventually
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from fleetwatch.simfleet.layout import FleetLayout
 from fleetwatch.simfleet.scenario import Scenario
 from fleetwatch.simfleet.server import SimFleet
-from tests.helpers import eventually
+from tests.helpers import ManualClock, eventually
 
 SCRIPT = """
 - {at: 10s, for: 60s, what: down, servers: [1]}
@@ -25,20 +24,6 @@ SCRIPT = """
 - {at: 10s, for: 60s, what: down, servers: [9]}
 """
 LAYOUT = FleetLayout(100, tcp_fraction=0.1)  # tcp servers: 9, 19, ..., 99
-
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.t = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.t
-
-    def scale(self) -> float:
-        return 1.0
-
-    def advance(self, seconds: float) -> None:
-        self.t += timedelta(seconds=seconds)
 
 
 @pytest.fixture
