@@ -92,30 +92,7 @@ def probe_row(
     maintenance_id: str | None = None,
 ) -> Row:
     """One probe_results row (`maintenance_id`: the window the probe ran in, if any)."""
-    h = result.health
-    return (
-        result.server_id,
-        result.customer_id,
-        result.probe_id,
-        to_epoch_ms(result.started_at),
-        result.latency_ms,
-        result.ok,
-        result.status_code,
-        result.error_class,
-        result.error_message,
-        result.worker_id,
-        h.load1 if h else None,
-        h.connections if h else None,
-        h.users if h else None,
-        h.cpu_percent if h else None,
-        h.memory_percent if h else None,
-        h.disk_percent if h else None,
-        topic,
-        partition,
-        offset,
-        item,
-        maintenance_id,
-    )
+    return _struct_row(result, result.started_at, topic, partition, offset, item, maintenance_id)
 
 
 def case_row(
@@ -160,9 +137,15 @@ def case_row(
 
 
 def _struct_row(
-    r: Result, started_at: datetime, topic: str, partition: int, offset: int, item: int, window: str | None
+    r: Result | ProbeResult,
+    started_at: datetime,
+    topic: str,
+    partition: int,
+    offset: int,
+    item: int,
+    window: str | None,
 ) -> Row:
-    """`probe_row` of a decoded struct (no ProbeResult built): the same tuple."""
+    """The probe_results row of a decoded struct (no ProbeResult built) or of a ProbeResult."""
     h = r.health
     return (
         r.server_id,
